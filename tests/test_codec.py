@@ -1,0 +1,93 @@
+"""The codec proper: symbols survive the stream exactly, real sizes match the model's estimate, and the integer
+entropy path is bit-exact whatever the thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vcodec.codec import padded_size
+from vcodec.train.validate import pad_to
+
+from conftest import sample_frames
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return sample_frames(2, start=20)
+
+
+@pytest.mark.parametrize("quality", [0, 4, 7])
+def test_decoded_symbols_equal_encoder_symbols(frame_coder, frames, quality):
+    sent = frame_coder.symbols(frames[0], quality)
+    got = frame_coder.parse_intra(frame_coder.encode_intra(frames[0], quality, 0))
+    assert np.array_equal(got.z, sent.z)
+    assert np.array_equal(got.residual, sent.residual)
+    assert np.array_equal(got.scale_index, sent.scale_index)
+    assert torch.equal(got.mu, sent.mu)
+
+
+@pytest.mark.parametrize("quality", [1, 4, 6])
+def test_real_size_is_within_3_percent_of_the_estimate(frame_coder, bundle, frames, quality):
+    for rgb in frames:
+        packet = frame_coder.encode_intra(rgb, quality, 0)
+        real_bits = 8 * len(packet.pack())  # packet header and all
+        x = pad_to(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)
+        with torch.no_grad():
+            out = bundle.model.eval()(x, torch.tensor([float(quality)]))
+        estimate = float(out["bits_y"] + out["bits_z"])
+        assert abs(real_bits - estimate) <= 0.03 * estimate, (real_bits, estimate)
+
+
+def test_quality_orders_rate_and_distortion(frame_coder, frames):
+    rgb = frames[0]
+    h, w = rgb.shape[:2]
+    sizes, errors = [], []
+    for q in (0, 2, 4, 6, 7):
+        packet = frame_coder.encode_intra(rgb, q, 0)
+        sizes.append(len(packet.pack()))
+        back = frame_coder.decode_intra(packet, w, h)
+        assert back.shape == rgb.shape and back.dtype == np.uint8
+        errors.append(float(np.mean((back.astype(float) - rgb) ** 2)))
+    assert sizes == sorted(sizes)
+    assert errors == sorted(errors, reverse=True)
+
+
+def test_integer_entropy_path_ignores_thread_count(bundle, frame_coder, frames):
+    z = frame_coder.symbols(frames[1], 5).z
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        mu1, idx1 = bundle.h_s(z)
+        torch.set_num_threads(2)
+        mu2, idx2 = bundle.h_s(z)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(mu1, mu2) and np.array_equal(idx1, idx2)
+
+
+def test_integer_entropy_path_tracks_the_float_one(bundle, frame_coder, frames):
+    z = frame_coder.symbols(frames[1], 3).z
+    mu_int, idx_int = bundle.h_s(z)
+    with torch.no_grad():
+        mu, log_sigma = bundle.model.entropy_parameters(torch.from_numpy(z).float()[None])
+    assert torch.allclose(mu_int, mu[0], atol=2e-2)
+    from vcodec import tables as T
+
+    idx_float = np.searchsorted(T.log_scale_thresholds(T.scale_table()), log_sigma[0].double().numpy(), side="right")
+    assert np.mean(idx_float == idx_int) > 0.99
+    assert np.max(np.abs(idx_float.astype(int) - idx_int.astype(int))) <= 1
+
+
+def test_integer_entropy_path_survives_hostile_z(bundle):
+    z = np.full((bundle.config.n, 2, 3), 2**40, dtype=np.int64)
+    z[:, 0, 0] = -(2**40)
+    mu, idx = bundle.h_s(z)
+    assert torch.isfinite(mu).all() and idx.max() < 64
+
+
+def test_odd_sizes_pad_to_64():
+    assert padded_size(97, 75) == (128, 128)
+    assert padded_size(64, 64) == (64, 64)
+    assert padded_size(1, 1) == (64, 64)

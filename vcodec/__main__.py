@@ -1,0 +1,3 @@
+from vcodec.cli import main
+
+main()

@@ -1,0 +1,276 @@
+"""The Python API behind the command line: encode(), decode(), probe().
+
+    import vcodec
+    vcodec.encode("in.mp4", "out.hfc", quality=4)
+    vcodec.decode("out.hfc", "back.mp4")
+    info = vcodec.probe("out.hfc")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vcodec import container as C
+from vcodec import quality as Q
+from vcodec.errors import DamagedStream, InputError, ModelError, OutputError
+from vcodec.media import check_sink_path, open_sink, open_source
+
+# Largest picture encoded in one piece (8K UHD): bigger ones would need tiling, which v1 streams do not have.
+MAX_ENCODE_PIXELS = 7680 * 4320
+
+
+@dataclass
+class EncodeResult:
+    frames: int
+    bytes: int
+    width: int
+    height: int
+    fps: Fraction
+    seconds: float
+    psnr: float | None = None  # mean PSNR-RGB over frames, when asked for
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def bpp(self) -> float:
+        return self.bytes * 8 / max(1, self.width * self.height * self.frames)
+
+
+@dataclass
+class DecodeResult:
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    seconds: float
+    timings: dict = field(default_factory=dict)
+
+
+def _check_output(output: Path, overwrite: bool, inputs: list[Path]) -> None:
+    if any(output.resolve() == Path(i).resolve() for i in inputs):
+        raise InputError(f"output {output} is also the input")
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists (use -y to overwrite)")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {output}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {output}: folder {parent} is not writable")
+
+
+def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
+    err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if err == 0 else 10 * math.log10(255.0**2 / err)
+
+
+def _load_bundle(model: str | os.PathLike, device):
+    from vcodec import weights
+
+    return weights.load(model, device)
+
+
+def encode(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    quality: float = Q.DEFAULT_QUALITY,
+    frames: int | None = None,
+    start: int = 0,
+    gop: int | None = None,
+    fps: Fraction | float | None = None,
+    device: str = "auto",
+    model: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    psnr: bool = False,
+    on_start: Callable[[dict], None] | None = None,
+    on_frame: Callable[[int, int, int, float | None], None] | None = None,
+) -> EncodeResult:
+    """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`."""
+    from vcodec.codec import FrameCoder, padded_size, pick_device
+    from vcodec.weights import DEFAULT_MODEL
+
+    output = Path(output)
+    if not Q.MIN_QUALITY <= quality <= Q.MAX_QUALITY:
+        raise InputError(f"quality must be in {Q.MIN_QUALITY}..{Q.MAX_QUALITY}, got {quality:g}")
+    if frames is not None and frames < 1:
+        raise InputError("--frames must be at least 1")
+    if start < 0:
+        raise InputError("--start must be >= 0")
+    if gop is not None and gop < 1:
+        raise InputError("--gop must be at least 1")
+    if fps is not None and not 0 < float(fps) <= 1000:
+        raise InputError("--fps must be in (0, 1000]")
+    _check_output(output, overwrite, [Path(input)])
+    rate = Fraction(fps).limit_denominator(1001) if fps is not None else None
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    with open_source(input, rate) as source:
+        info = source.info
+        if info.width * info.height > MAX_ENCODE_PIXELS:
+            raise InputError(
+                f"{info.width}x{info.height} is larger than the {MAX_ENCODE_PIXELS / 1e6:.0f} Mpx this version encodes "
+                "(8K UHD); downscale it first"
+            )
+        bundle = _load_bundle(model or DEFAULT_MODEL, dev)
+        coder = FrameCoder(bundle, dev)
+        pw, ph = padded_size(info.width, info.height)
+        fps_out = info.fps.limit_denominator(1_000_000)
+        header = C.Header(
+            model=bundle.name, weights_hash=bundle.sha256, width=info.width, height=info.height,
+            padded_width=pw, padded_height=ph, fps=fps_out, entropy_form=C.ENTROPY_INTEGER,
+            colour=info.colour, gop=min(gop or 1, C.MAX_FRAMES),
+        )
+        expected = None
+        if info.frame_count is not None:
+            expected = max(0, info.frame_count - start)
+            if frames is not None:
+                expected = min(expected, frames)
+        if on_start:
+            on_start({"width": info.width, "height": info.height, "fps": fps_out, "frames": expected,
+                      "source": info.description, "model": bundle.name, "device": str(dev)})
+        total = 0
+        n = 0
+        scores = []
+        with C.StreamWriter(output, header) as writer:
+            for rgb in source.frames(start, frames):
+                packet = coder.encode_intra(rgb, quality, n)
+                nbytes = writer.write(packet)
+                score = None
+                if psnr:
+                    score = psnr_rgb(coder.decode_intra(packet, info.width, info.height), rgb)
+                    scores.append(score)
+                total += nbytes
+                n += 1
+                if on_frame:
+                    on_frame(n, nbytes, total, score)
+            if n == 0:
+                raise InputError(f"{input}: no frames to encode (start {start} is past the end?)")
+        size = output.stat().st_size
+    mean_psnr = sum(scores) / len(scores) if scores else None
+    return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
+                        asdict(coder.timings))
+
+
+def decode(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    device: str = "auto",
+    model: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    codec: str | None = None,
+    crf: int | None = None,
+    on_start: Callable[[dict], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> DecodeResult:
+    """Decode a .hfc stream to a video, .y4m or PNG-frame folder.
+
+    A damaged stream raises DamagedStream after the intact frames before the damage were written (as a complete
+    output); when no frame is intact, nothing is written.
+    """
+    from vcodec.codec import FrameCoder, pick_device
+
+    output = Path(output)
+    _check_output(output, overwrite, [Path(input)])
+    check_sink_path(output, codec, crf)
+    dev = pick_device(device)
+    t0 = time.perf_counter()
+    try:
+        reader = C.StreamReader(Path(input))
+    except FileNotFoundError:
+        raise InputError(f"input not found: {input}") from None
+    except IsADirectoryError:
+        raise InputError(f"{input} is a folder, not an .hfc stream") from None
+    with reader:
+        h = reader.header
+        if h.entropy_form != C.ENTROPY_INTEGER:
+            raise DamagedStream(f"stream uses the {C.ENTROPY_FORMS[h.entropy_form]} entropy form, which this decoder does not read")
+        bundle = _load_bundle(model or h.model, dev)
+        if bundle.sha256 != h.weights_hash:
+            raise ModelError(
+                f"stream was made with model '{h.model}' (weights sha256 {h.weights_hash.hex()[:16]}...), but the loaded "
+                f"weights {bundle.path} are '{bundle.name}' (sha256 {bundle.hash_hex[:16]}...)"
+            )
+        coder = FrameCoder(bundle, dev)
+        if on_start:
+            on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": h.frame_count, "model": h.model})
+        sink = None
+        n = 0
+        try:
+            for packet in reader.packets():
+                rgb = coder.decode_intra(packet, h.width, h.height)
+                if sink is None:
+                    sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf)
+                sink.write(rgb)
+                n += 1
+                if on_frame:
+                    on_frame(n)
+        except DamagedStream as e:
+            if sink is not None:
+                sink.close()
+                raise DamagedStream(f"{e}; wrote the {n} intact frame{'s' if n != 1 else ''} before it to {output}", e.frame) from None
+            raise DamagedStream(f"{e}; no intact frame, nothing written", e.frame) from None
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        if sink is None:
+            raise DamagedStream("stream holds no frames; nothing written", 0)
+        sink.close()
+    return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, asdict(coder.timings))
+
+
+def probe(input: str | os.PathLike) -> dict:
+    """Describe a stream like ffprobe: header, per-frame rows, section sizes, and the first damage if any."""
+    path = Path(input)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an .hfc stream")
+    with C.StreamReader(path) as reader:
+        h = reader.header
+        pixels = h.width * h.height
+        rows = []
+        damage = None
+        try:
+            for p in reader.packets():
+                rows.append({
+                    "index": p.index, "type": C.FRAME_TYPES[p.frame_type], "quality": p.quality,
+                    "latent_shape": list(p.latent_shape), "hyper_shape": list(p.hyper_shape),
+                    "substream_bytes": [len(s) for s in p.substreams], "bytes": p.nbytes, "bpp": p.nbytes * 8 / pixels,
+                })
+        except DamagedStream as e:
+            damage = {"frame": e.frame, "message": str(e)}
+        index_bytes = None
+        if damage is None:
+            index_bytes = reader.size - reader.header_size - sum(r["bytes"] for r in rows)
+        return {
+            "file": str(path),
+            "file_bytes": reader.size,
+            "format_version": h.version,
+            "model": h.model,
+            "weights_sha256": h.weights_hash.hex(),
+            "entropy_form": C.ENTROPY_FORMS[h.entropy_form],
+            "width": h.width,
+            "height": h.height,
+            "padded_width": h.padded_width,
+            "padded_height": h.padded_height,
+            "fps": f"{h.fps.numerator}/{h.fps.denominator}",
+            "fps_float": float(h.fps),
+            "colour": {"matrix": h.colour.matrix, "full_range": h.colour.full_range, "primaries": h.colour.primaries,
+                       "transfer": h.colour.transfer, "bit_depth": h.colour.bit_depth},
+            "gop": h.gop,
+            "frame_count": h.frame_count,
+            "duration_s": h.frame_count / float(h.fps),
+            "header_bytes": reader.header_size,
+            "index_bytes": index_bytes,
+            "bpp": reader.size * 8 / (pixels * max(1, h.frame_count)),
+            "bitrate_kbps": reader.size * 8 / 1000 / max(1e-9, h.frame_count / float(h.fps)),
+            "frames": rows,
+            "damage": damage,
+        }

@@ -1,0 +1,291 @@
+"""The `vcodec` command line: Typer commands, rich progress bars, and errors turned into one line + an exit code.
+
+No codec logic lives here; every command calls the Python API (vcodec/api.py) or the trainer (vcodec/train/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vcodec import __version__
+from vcodec import quality as Q
+from vcodec.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, VcodecError
+
+app = typer.Typer(
+    name="vcodec",
+    help="A learned video codec: encode, decode, inspect, benchmark and train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train the networks and export shipped weights.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+EXIT_INTERNAL = 70
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]vcodec: error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_fps(text: Optional[str]) -> Optional[Fraction]:
+    if text is None:
+        return None
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise VcodecError(f"--fps: '{text}' is not a number or a ratio like 30000/1001") from None
+    return value
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"vcodec {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """A learned video codec: encode, decode, inspect, benchmark and train."""
+
+
+@app.command()
+def encode(
+    input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, or one image."),
+    output: Path = typer.Argument(..., help="The .hfc stream to write."),
+    quality: float = typer.Option(Q.DEFAULT_QUALITY, "-q", "--quality", help="0 (fewest bits) .. 7 (best quality); fractions interpolate."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Encode at most this many frames."),
+    start: int = typer.Option(0, "--start", help="Skip this many frames first."),
+    gop: Optional[int] = typer.Option(None, "--gop", help="Distance between I-frames (every frame is an I-frame in this version)."),
+    fps: Optional[str] = typer.Option(None, "--fps", help="Frame rate of a PNG folder or image input (default 25), e.g. 30000/1001."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
+    psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
+    overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
+) -> None:
+    """Encode a video into a .hfc stream."""
+    from vcodec import api
+
+    with _progress() as bar:
+        state = {}
+
+        def on_start(info):
+            state["info"] = info
+            state["task"] = bar.add_task("encode", total=info["frames"], rate="", note="")
+
+        def on_frame(n, nbytes, total, score):
+            info = state["info"]
+            task = bar.tasks[state["task"]]
+            bpp = total * 8 / (info["width"] * info["height"] * n)
+            speed = f"{n / task.elapsed:.2f} fps" if task.elapsed else ""
+            note = f"{bpp:.4f} bpp" + (f"  {score:.2f} dB" if score is not None else "")
+            bar.update(state["task"], completed=n, rate=speed, note=note)
+
+        result = api.encode(input, output, quality, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
+                            on_start, on_frame)
+    line = (
+        f"{result.frames} frames {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
+        f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
+    )
+    if result.psnr is not None:
+        line += f", PSNR-RGB {result.psnr:.2f} dB"
+    line += f", {result.frames / result.seconds:.2f} frames/s"
+    out.print(line, highlight=False)
+
+
+@app.command()
+def decode(
+    input: Path = typer.Argument(..., help="The .hfc stream."),
+    output: Path = typer.Argument(..., help=".mp4/.mkv/.mov/.webm/.avi (lossless by default), .y4m, or a folder for PNG frames."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    model: Optional[str] = typer.Option(None, "--model", help="Weights to use instead of the model the stream names."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Encoder for video outputs, e.g. libx264, libx265, libsvtav1."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Quality of --codec (lossless when omitted for the default codecs)."),
+    overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
+) -> None:
+    """Decode a .hfc stream into a video, .y4m or PNG frames."""
+    from vcodec import api
+
+    with _progress() as bar:
+        state = {}
+
+        def on_start(info):
+            state["task"] = bar.add_task("decode", total=info["frames"] or None, rate="", note="")
+
+        def on_frame(n):
+            task = bar.tasks[state["task"]]
+            bar.update(state["task"], completed=n, rate=f"{n / task.elapsed:.2f} fps" if task.elapsed else "")
+
+        result = api.decode(input, output, device, model, overwrite, codec, crf, on_start, on_frame)
+    out.print(
+        f"{result.frames} frames {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}, "
+        f"{result.frames / result.seconds:.2f} frames/s",
+        highlight=False,
+    )
+
+
+@app.command()
+def info(
+    input: Path = typer.Argument(..., help="The .hfc stream."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Describe a .hfc stream: header and per-frame table (like ffprobe)."""
+    from vcodec import api
+    from vcodec.errors import EXIT_DAMAGED
+
+    data = api.probe(input)
+    if as_json:
+        print(json.dumps(data, indent=1))
+    else:
+        head = Table(show_header=False, box=None)
+        qualities = sorted({f["quality"] for f in data["frames"]})
+        for key, value in [
+            ("file", f"{data['file']} ({data['file_bytes']} bytes)"),
+            ("format", f".hfc v{data['format_version']}, {data['entropy_form']} entropy path"),
+            ("model", f"{data['model']} (sha256 {data['weights_sha256'][:16]}...)"),
+            ("size", f"{data['width']}x{data['height']} (coded {data['padded_width']}x{data['padded_height']})"),
+            ("frame rate", f"{data['fps']} ({data['fps_float']:.3f} fps)"),
+            ("frames", f"{data['frame_count']} ({data['duration_s']:.2f} s), GOP {data['gop']}"),
+            ("quality", ", ".join(f"{q:g}" for q in qualities) or "-"),
+            ("colour", f"matrix {data['colour']['matrix']}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
+            ("rate", f"{data['bpp']:.4f} bpp, {data['bitrate_kbps']:.1f} kbit/s"),
+            ("layout", f"header {data['header_bytes']} B + packets {sum(f['bytes'] for f in data['frames'])} B + index {data['index_bytes']} B"),
+        ]:
+            head.add_row(f"[bold]{key}", value)
+        out.print(head)
+        frames = Table("frame", "type", "q", "latent", "hyper", "bytes", "bpp", box=None)
+        for f in data["frames"]:
+            frames.add_row(str(f["index"]), f["type"], f"{f['quality']:g}", "x".join(map(str, f["latent_shape"])),
+                           "x".join(map(str, f["hyper_shape"])), str(f["bytes"]), f"{f['bpp']:.4f}")
+        out.print(frames)
+    if data["damage"]:
+        _fail(data["damage"]["message"], EXIT_DAMAGED)
+
+
+@train_app.command("intra")
+def train_intra(
+    data: List[Path] = typer.Option(..., "--data", help="Image folder, Vimeo-90k root or video file (repeatable)."),
+    out_dir: Path = typer.Option(Path("checkpoints/intra"), "--out", help="Checkpoint folder to write."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint folder to continue from."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop this chunk after so many minutes."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps of the run (sets the LR schedule)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    crop: int = typer.Option(256, "--crop"),
+    lr: float = typer.Option(4e-4, "--lr"),
+    lr_final: float = typer.Option(2e-5, "--lr-final", help="LR reached at --steps."),
+    decay_from: float = typer.Option(0.8, "--decay-from", help="Fraction of --steps after which the LR decays."),
+    n: int = typer.Option(64, "--n", help="Channels of the transforms and of z (new runs only)."),
+    m: int = typer.Option(128, "--m", help="Channels of y (new runs only)."),
+    metric: str = typer.Option("mse", "--metric", help="mse or ms-ssim."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    amp: bool = typer.Option(False, "--amp", help="bf16 autocast (GPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out image folder evaluated every --val-every steps."),
+    val_every: int = typer.Option(2000, "--val-every"),
+    save_every: int = typer.Option(500, "--save-every"),
+    log_every: int = typer.Option(50, "--log-every"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name under --experiments (default: the --out folder name)."),
+    experiments: Path = typer.Option(Path("experiments"), "--experiments"),
+    half: bool = typer.Option(False, "--half", help="Write a small hand-back checkpoint (bf16 weights, no optimizer state)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train (or continue training) the variable-rate intra model for one chunk."""
+    from vcodec.train.loop import TrainOptions, train_intra as run
+
+    opts = TrainOptions(
+        data=data, out=out_dir, resume=resume, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop, lr=lr,
+        lr_final=lr_final, decay_from=decay_from, n=n, m=m, metric=metric, device=device, amp=amp, threads=threads,
+        val=val, val_every=val_every, save_every=save_every, log_every=log_every, name=name, experiments=experiments,
+        half=half, seed=seed,
+    )
+    result = run(opts, say=lambda s: err.print(s, highlight=False))
+    out.print(f"checkpoint {out_dir} at step {result['step']}", highlight=False)
+
+
+@train_app.command("export")
+def train_export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `vcodec train intra`."),
+    name: str = typer.Argument(..., help="Model name: writes MODELS/NAME.safetensors."),
+    models: Path = typer.Option(Path("models"), "--models", help="Folder to write into."),
+) -> None:
+    """Export a checkpoint as a shipped model (float nets, integer entropy path, coder tables)."""
+    from vcodec.train.export import export_checkpoint
+
+    path, digest = export_checkpoint(checkpoint, name, models)
+    out.print(f"{path}: sha256 {digest.hex()}", highlight=False)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from vcodec.bench import register
+    except ImportError:
+        return
+    register(app)
+
+
+def main(argv: Optional[list] = None) -> None:
+    _register_optional_commands()
+    command = typer.main.get_command(app)
+    debug = bool(os.environ.get("VCODEC_DEBUG"))
+    try:
+        code = command.main(args=argv, prog_name="vcodec", standalone_mode=False)
+    except typer.Exit as e:
+        code = e.exit_code
+    except typer.Abort:
+        err.print("vcodec: interrupted", highlight=False)
+        code = EXIT_INTERRUPTED
+    except VcodecError as e:
+        err.print(f"[bold red]vcodec: error:[/] {e}", highlight=False)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        err.print("vcodec: interrupted; nothing half-written was left behind", highlight=False)
+        code = EXIT_INTERRUPTED
+    except OSError as e:
+        if debug:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        err.print(f"[bold red]vcodec: error:[/] {e.strerror or e}{where}", highlight=False)
+        code = EXIT_IO
+    except Exception as e:
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # Click's usage errors (bad option, missing argument)
+            if e.format_message():  # empty when the help was shown for a bare `vcodec`
+                err.print(f"[bold red]vcodec: error:[/] {e.format_message()}", highlight=False)
+            sys.exit(EXIT_USAGE)
+        if debug:  # a bug, not a user error: still one line unless asked for the traceback
+            raise
+        err.print(f"[bold red]vcodec: internal error:[/] {type(e).__name__}: {e} (set VCODEC_DEBUG=1 for a traceback)", highlight=False)
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

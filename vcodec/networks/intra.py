@@ -1,0 +1,116 @@
+"""The I-frame network: a variable-rate mean-scale hyperprior (Balle 2018, Minnen 2018; gains after Cui 2021).
+
+Pixel path:   x --g_a--> y * gain[q] ... y_hat / gain[q] --g_s--> x_hat      (float; may run in half precision)
+Entropy path: y --h_a--> z;  z_hat --h_s--> (mu, log sigma) of y             (decides the parse; see tables.py)
+
+`forward()` is the training view (noise for rates, straight-through rounding for the reconstruction); the
+inference pieces (`analysis`, `hyper_analysis`, `entropy_parameters`, `synthesis`) are what the codec composes
+with the entropy coder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from vcodec import quality as Q
+from vcodec.networks.layers import GDN, conv, deconv, lower_bound
+from vcodec.networks.priors import FactorizedPrior, bits, gaussian_likelihood
+
+# Range of the standard deviations the coder knows (tables.SCALES spans the same).
+SIGMA_MIN, SIGMA_MAX = 0.11, 256.0
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
+STRIDE_Y, STRIDE_Z = 16, 64
+
+
+@dataclass(frozen=True)
+class IntraConfig:
+    n: int = 64  # channels of the transforms and of z
+    m: int = 96  # channels of y
+    levels: int = Q.LEVELS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class IntraModel(nn.Module):
+    def __init__(self, config: IntraConfig = IntraConfig()):
+        super().__init__()
+        n, m = config.n, config.m
+        self.config = config
+        self.g_a = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m),
+        )
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n), nn.LeakyReLU(inplace=True), conv(n, n),
+        )
+        # ReLU and plain convolutions only: this is the part that an integer-exact twin must reproduce.
+        self.h_s = nn.Sequential(
+            deconv(n, m), nn.ReLU(inplace=True), deconv(m, m * 3 // 2), nn.ReLU(inplace=True),
+            conv(m * 3 // 2, 2 * m, 3, 1),
+        )
+        self.z_prior = FactorizedPrior(n)
+        # Gains start at sqrt(lambda / lambda_ref): at high rate the best quantizer step scales as 1/sqrt(lambda).
+        ref = Q.LAMBDAS[Q.DEFAULT_QUALITY]
+        init = torch.tensor([0.5 * math.log(lam / ref) for lam in Q.LAMBDAS[: config.levels]])
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, m))
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, m))
+
+    # -- quality -------------------------------------------------------------------------------------------
+    def _interpolated(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        q = q.to(table.device, torch.float32).clamp(0, self.config.levels - 1)
+        lo = q.floor().long().clamp(max=self.config.levels - 2)
+        t = (q - lo)[:, None]
+        logs = (1 - t) * table[lo] + t * table[lo + 1]
+        return torch.exp(logs)[:, :, None, None]
+
+    def gain(self, q: torch.Tensor) -> torch.Tensor:
+        return self._interpolated(self.log_gain, q)
+
+    def inverse_gain(self, q: torch.Tensor) -> torch.Tensor:
+        return self._interpolated(self.log_inv_gain, q)
+
+    # -- inference pieces ------------------------------------------------------------------------------------
+    def analysis(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x) * self.gain(q).to(x.dtype)
+
+    def hyper_analysis(self, y: torch.Tensor) -> torch.Tensor:
+        return self.h_a(y)
+
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log standard deviation of each element of y, given the decoded hyper-latent."""
+        mu, log_sigma = self.h_s(z_hat).chunk(2, dim=1)
+        return mu, log_sigma
+
+    def synthesis(self, y_hat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat * self.inverse_gain(q).to(y_hat.dtype))
+
+    # -- training and evaluation view ----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reconstruction and bits per item. Training adds uniform noise for the rates; eval rounds as the coder does
+        (its bits are the model's estimate of the real stream, which the tests hold the coder to)."""
+        y = self.analysis(x, q)
+        z = self.hyper_analysis(y)
+        z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+        mu, log_sigma = self.entropy_parameters(_round_ste(z))
+        y_for_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y - mu) + mu
+        # Probabilities in fp32 even under autocast: bf16 tails would make the rate term meaningless.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            bits_z = bits(self.z_prior.likelihood(z_for_rate.float()))
+            sigma = torch.exp(lower_bound(log_sigma.float(), LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
+            bits_y = bits(gaussian_likelihood(y_for_rate.float() - mu.float(), sigma))
+        y_hat = _round_ste(y - mu) + mu
+        x_hat = self.synthesis(y_hat, q)
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}

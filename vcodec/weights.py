@@ -1,0 +1,192 @@
+"""Named models: models/<name>.safetensors holds the float networks, the integer entropy path and the coder's
+tables. Loading is safetensors only (never a pickle), and a stream names the SHA-256 of the file it was made with.
+
+Shipped models are found next to the package: `vcodec/_models/` in an installed wheel, `models/` in a checkout
+(editable install). VCODEC_MODELS points elsewhere; a path to a .safetensors file works anywhere a name does.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from vcodec import tables as T
+from vcodec.errors import ModelError
+from vcodec.networks.integer import IntegerHyperSynthesis
+from vcodec.networks.intra import IntraConfig, IntraModel
+
+DEFAULT_MODEL = "intra-n64m128"
+SUFFIX = ".safetensors"
+WEIGHTS_FORMAT = "1"
+# Pixel path in half precision: plenty for it, and half the file. h_s too: its float copy only serves rate
+# estimates; the coder runs the integer twin stored beside it.
+HALF_PREFIXES = ("g_a.", "g_s.", "h_s.")
+
+
+class WeightsError(ModelError):
+    """Weights missing, unreadable, or not what a stream asks for."""
+
+
+def models_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    dirs = []
+    if os.environ.get("VCODEC_MODELS"):
+        dirs.append(Path(os.environ["VCODEC_MODELS"]))
+    dirs += [here / "_models", here.parent / "models"]
+    return dirs
+
+
+def available_models() -> list[str]:
+    names = set()
+    for d in models_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob(f"*{SUFFIX}"))
+    return sorted(names)
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == SUFFIX or os.sep in str(name_or_path):
+        if p.is_file():
+            return p
+        raise WeightsError(f"weights file not found: {p}")
+    for d in models_dirs():
+        candidate = d / f"{name_or_path}{SUFFIX}"
+        if candidate.is_file():
+            return candidate
+    have = ", ".join(available_models()) or "none"
+    raise WeightsError(f"model '{name_or_path}' not found (available: {have})")
+
+
+def file_hash(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
+@dataclass
+class ModelBundle:
+    name: str
+    path: Path
+    sha256: bytes
+    config: IntraConfig
+    model: IntraModel
+    h_s: IntegerHyperSynthesis
+    gaussian: T.RaggedTables
+    z_tables: T.RaggedTables
+    metadata: dict
+
+    @property
+    def hash_hex(self) -> str:
+        return self.sha256.hex()
+
+
+def _ragged_from(tensors: dict, prefix: str) -> T.RaggedTables:
+    t = T.RaggedTables(
+        tensors[f"{prefix}.counts"].numpy().astype(np.int32),
+        tensors[f"{prefix}.offsets"].numpy().astype(np.int64),
+        tensors[f"{prefix}.low"].numpy().astype(np.int32),
+    )
+    t.validate()
+    return t
+
+
+def _ragged_tensors(t: T.RaggedTables, prefix: str) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.counts": torch.from_numpy(t.counts.astype(np.int32)),
+        f"{prefix}.offsets": torch.from_numpy(t.offsets.astype(np.int64)),
+        f"{prefix}.low": torch.from_numpy(t.low.astype(np.int32)),
+    }
+
+
+_LOADED: dict[tuple, ModelBundle] = {}
+
+
+def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: torch.device | str = "cpu") -> ModelBundle:
+    """Load (once per process: bundles are cached by file identity and device) a model file."""
+    path = resolve(name_or_path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
+    if key not in _LOADED:
+        _LOADED[key] = _load(path, device)
+    return _LOADED[key]
+
+
+def _load(path: Path, device: torch.device | str) -> ModelBundle:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own types for every malformed file
+        raise WeightsError(f"cannot read weights {path}: {e}") from None
+    if meta.get("vcodec.format") != WEIGHTS_FORMAT or meta.get("vcodec.kind") != "intra":
+        raise WeightsError(f"{path} is not a vcodec intra model (format {meta.get('vcodec.format')})")
+    try:
+        config = IntraConfig(**json.loads(meta["vcodec.config"]))
+        model = IntraModel(config)
+        own = model.state_dict()
+        state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
+        if set(state) != set(own):
+            raise WeightsError(f"{path}: network tensors do not match the model's layout")
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+        h_s = IntegerHyperSynthesis.from_tensors(tensors)
+        gaussian = _ragged_from(tensors, "tables.gaussian")
+        z_tables = _ragged_from(tensors, "tables.z")
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise WeightsError(f"{path}: malformed weights ({e})") from None
+    if len(gaussian) != T.SCALE_COUNT or len(z_tables) != config.n:
+        raise WeightsError(f"{path}: table counts do not match the model")
+    model.eval().to(device)
+    name = meta.get("vcodec.name", path.stem)
+    return ModelBundle(name, path, file_hash(path), config, model, h_s, gaussian, z_tables, meta)
+
+
+@torch.no_grad()
+def z_cdf(model: IntraModel):
+    prior = copy.deepcopy(model.z_prior).double().cpu()
+
+    @torch.no_grad()
+    def cdf(values: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(values)[:, None, :]
+        return torch.sigmoid(prior.cdf_logits(x))[:, 0, :].detach().numpy()
+
+    return cdf
+
+
+def export(model: IntraModel, path: Path, name: str, info: dict | None = None) -> bytes:
+    """Write a model file (float nets, integer h_s, tables); returns its SHA-256."""
+    model = model.float().cpu().eval()
+    tensors = {}
+    for k, v in model.state_dict().items():
+        keep_half = k.startswith(HALF_PREFIXES) and v.is_floating_point()
+        tensors[f"net.{k}"] = v.detach().to(torch.float16 if keep_half else torch.float32).contiguous()
+    scales = T.scale_table()
+    tensors.update(IntegerHyperSynthesis.from_float(model.h_s, T.log_scale_thresholds(scales)).tensors())
+    tensors.update(_ragged_tensors(T.gaussian_tables(scales), "tables.gaussian"))
+    tensors.update(_ragged_tensors(T.factorized_tables(z_cdf(model), model.config.n), "tables.z"))
+    tensors["tables.scales"] = torch.from_numpy(scales)
+    meta = {
+        "vcodec.format": WEIGHTS_FORMAT,
+        "vcodec.kind": "intra",
+        "vcodec.name": name,
+        "vcodec.config": json.dumps(model.config.to_dict()),
+        "vcodec.info": json.dumps(info or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return file_hash(path)
