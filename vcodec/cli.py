@@ -5,6 +5,7 @@ No codec logic lives here; every command calls the Python API (vcodec/api.py) or
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from vcodec import __version__
 from vcodec import quality as Q
-from vcodec.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, VcodecError
+from vcodec.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, Interrupted, VcodecError
 
 app = typer.Typer(
     name="vcodec",
@@ -65,6 +66,19 @@ def _progress() -> Progress:
     )
 
 
+def interruptible(command):
+    """Ctrl-C ends a command with our message and exit code, whatever the installed Click/Typer does with it."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; nothing half-written was left behind") from None
+
+    return run
+
+
 def _print_version(value: bool) -> None:
     if value:
         out.print(f"vcodec {__version__}", highlight=False)
@@ -79,6 +93,7 @@ def _root(
 
 
 @app.command()
+@interruptible
 def encode(
     input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, or one image."),
     output: Path = typer.Argument(..., help="The .hfc stream to write."),
@@ -123,6 +138,7 @@ def encode(
 
 
 @app.command()
+@interruptible
 def decode(
     input: Path = typer.Argument(..., help="The .hfc stream."),
     output: Path = typer.Argument(..., help=".mp4/.mkv/.mov/.webm/.avi (lossless by default), .y4m, or a folder for PNG frames."),
@@ -154,6 +170,7 @@ def decode(
 
 
 @app.command()
+@interruptible
 def info(
     input: Path = typer.Argument(..., help="The .hfc stream."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -192,6 +209,7 @@ def info(
 
 
 @train_app.command("intra")
+@interruptible
 def train_intra(
     data: List[Path] = typer.Option(..., "--data", help="Image folder, Vimeo-90k root or video file (repeatable)."),
     out_dir: Path = typer.Option(Path("checkpoints/intra"), "--out", help="Checkpoint folder to write."),
@@ -232,6 +250,7 @@ def train_intra(
 
 
 @train_app.command("export")
+@interruptible
 def train_export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `vcodec train intra`."),
     name: str = typer.Argument(..., help="Model name: writes MODELS/NAME.safetensors."),
@@ -266,8 +285,8 @@ def main(argv: Optional[list] = None) -> None:
     except VcodecError as e:
         err.print(f"[bold red]vcodec: error:[/] {e}", highlight=False)
         code = e.exit_code
-    except KeyboardInterrupt:
-        err.print("vcodec: interrupted; nothing half-written was left behind", highlight=False)
+    except KeyboardInterrupt:  # outside a command (while parsing arguments, say)
+        err.print("vcodec: interrupted", highlight=False)
         code = EXIT_INTERRUPTED
     except OSError as e:
         if debug:

@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from vcodec.errors import DamagedStream
+from vcodec.errors import DamagedStream, OutputError
 
 MAGIC = b"\x8bHFC\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -37,6 +37,7 @@ MAX_CHANNELS = 1024
 MAX_SUBSTREAMS = 16
 MAX_PAYLOAD = 256 * 1024 * 1024
 MAX_MODEL_NAME = 64
+MAX_H273_MATRIX, MAX_H273_PRIMARIES, MAX_H273_TRANSFER = 14, 22, 18
 HASH_BYTES = 32
 
 # The file header body is PRE, the model name (PRE's last field bytes of UTF-8), then POST.
@@ -137,23 +138,40 @@ class StreamWriter:
     def __init__(self, path: Path, header: Header):
         self.path = Path(path)
         self.header = header
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror}") from None
         self.tmp = Path(tmp)
         self.file: BinaryIO = os.fdopen(fd, "w+b")
         self.index: list[IndexEntry] = []
-        self.file.write(header.pack())
+        self._guarded(self.file.write, header.pack())
         self.header_size = self.file.tell()
+
+    def _guarded(self, action, *args):
+        """Disk full, quota, I/O error: one clear error naming the output (the temp file goes in __exit__)."""
+        try:
+            return action(*args)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def write(self, packet: Packet) -> int:
         if packet.index != len(self.index):
             raise ValueError("packets must be written in frame order")
         blob = packet.pack()
         self.index.append(IndexEntry(self.file.tell(), len(blob), packet.frame_type))
-        self.file.write(blob)
+        self._guarded(self.file.write, blob)
         return len(blob)
 
     def close(self) -> int:
         """Finish the file; returns its size in bytes."""
+        try:
+            return self._guarded(self._finish)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _finish(self) -> int:
         index_offset = self.file.tell()
         body = INDEX_MARK + struct.pack("<I", len(self.index))
         body += b"".join(_INDEX_ENTRY.pack(e.offset, e.size, e.frame_type) for e in self.index)
@@ -173,8 +191,9 @@ class StreamWriter:
     def abort(self) -> None:
         try:
             self.file.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the buffered tail cannot be written either (disk full): it is being thrown away
+        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "StreamWriter":
         return self
@@ -213,9 +232,11 @@ def read_header(f: BinaryIO) -> Header:
     if struct.unpack("<I", blob[-4:])[0] != zlib.crc32(blob[:-4]):
         raise DamagedStream("damaged header (checksum mismatch)")
     body = rest[:-4]
-    version, _flags, name_len = _HEADER_PRE.unpack_from(body)
+    version, flags, name_len = _HEADER_PRE.unpack_from(body)
     if version != FORMAT_VERSION:
         raise DamagedStream(f"unsupported .hfc format version {version} (this vcodec reads version {FORMAT_VERSION})")
+    if flags:
+        raise DamagedStream(f"unsupported header flags {flags:#06x} (a newer vcodec wrote this stream?)")
     if len(body) != _HEADER_PRE.size + name_len + _HEADER_POST.size:
         raise DamagedStream("damaged header (name length disagrees with header size)")
     try:
@@ -229,6 +250,8 @@ def read_header(f: BinaryIO) -> Header:
         fps=Fraction(fn, fd) if fd else Fraction(0), entropy_form=form,
         colour=Colour(matrix, bool(full), prim, trc, depth), gop=gop, frame_count=count, version=version,
     )
+    if full > 1:
+        raise DamagedStream("bad header: range flag is neither 0 nor 1")
     _validate_header(header)
     return header
 
@@ -246,6 +269,9 @@ def _validate_header(h: Header) -> None:
         raise DamagedStream(f"bad header: unknown entropy form {h.entropy_form}")
     if h.frame_count > MAX_FRAMES or not 1 <= h.gop <= MAX_FRAMES:
         raise DamagedStream("bad header: frame count or GOP out of range")
+    c = h.colour
+    if c.matrix > MAX_H273_MATRIX or c.primaries > MAX_H273_PRIMARIES or c.transfer > MAX_H273_TRANSFER:
+        raise DamagedStream("bad header: colour tags outside ITU-T H.273")
     if h.colour.bit_depth != 8:
         raise DamagedStream(f"bad header: bit depth {h.colour.bit_depth} (v1 streams are 8-bit)")
 

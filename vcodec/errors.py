@@ -36,3 +36,9 @@ class DamagedStream(VcodecError):
     def __init__(self, message: str, frame: int | None = None):
         super().__init__(message)
         self.frame = frame
+
+
+class Interrupted(VcodecError):
+    """Ctrl-C. Outputs are written to temp files and renamed at the end, so nothing half-written remains."""
+
+    exit_code = EXIT_INTERRUPTED

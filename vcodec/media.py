@@ -307,7 +307,10 @@ class FolderSink(Sink):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         data = b"".join(bytes(p) for p in ctx.encode(frame))
         self.frames_written += 1
-        (self.tmp / f"f{self.frames_written:0{self.digits}d}.png").write_bytes(data)
+        try:
+            (self.tmp / f"f{self.frames_written:0{self.digits}d}.png").write_bytes(data)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def close(self) -> None:
         os.chmod(self.tmp, 0o755)
@@ -388,8 +391,8 @@ class VideoSink(Sink):
         try:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
-        except av.error.FFmpegError as e:
-            raise OutputError(f"cannot write {self.path}: {e}") from None
+        except (av.error.FFmpegError, OSError) as e:
+            raise OutputError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from None
 
     def close(self) -> None:
         try:

@@ -1,0 +1,54 @@
+"""Decode untrusted bytes the way `vcodec decode` does and classify what happened.
+
+Allowed outcomes: a full decode, a DamagedStream (with the intact frames before the damage written as a complete
+output, or nothing when no frame is intact), or a clean refusal (wrong weights). Anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from vcodec import api
+from vcodec.errors import DamagedStream, ModelError
+
+MAX_SECONDS = 20.0
+
+
+class Crash(AssertionError):
+    pass
+
+
+def decode_bytes(data: bytes, workdir: Path) -> str:
+    """Returns 'ok', 'damaged' or 'refused'; raises Crash for anything else."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stream = workdir / "in.hfc"
+    out = workdir / "out"
+    stream.write_bytes(data)
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    try:
+        api.decode(stream, out, device="cpu", overwrite=True)
+        outcome = "ok"
+        written = None
+    except DamagedStream as e:
+        outcome = "damaged"
+        written = e.frame or 0
+    except ModelError:
+        outcome = "refused"
+        written = 0
+    except Exception as e:  # noqa: BLE001 - this is the point: anything else is a crash
+        raise Crash(f"{type(e).__name__}: {e}") from e
+    elapsed = time.perf_counter() - start
+    if elapsed > MAX_SECONDS:
+        raise Crash(f"decode took {elapsed:.1f} s")
+    leftovers = [n for n in os.listdir(workdir) if n not in ("in.hfc", "out")]
+    if leftovers:
+        raise Crash(f"temp files left behind: {leftovers}")
+    if written is not None:
+        frames = len(os.listdir(out)) if out.exists() else 0
+        if frames != written:
+            raise Crash(f"{outcome}: {frames} frames written, {written} intact")
+    return outcome

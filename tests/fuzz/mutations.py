@@ -1,0 +1,178 @@
+"""Hostile variants of a real .hfc stream, for the fuzz test, the long-run fuzzer and the atheris harness.
+
+Plain damage (flipped bytes, truncation) is caught by the CRCs. To reach the checks behind them, the structured
+mutations set a field to a hostile value and then *re-sign* the stream: every CRC is recomputed, as an attacker
+would, so the reader's length, shape, limit and consistency checks must do the work.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from dataclasses import dataclass
+
+from vcodec import container as C
+
+_U32 = struct.Struct("<I")
+
+
+@dataclass
+class Layout:
+    """Where things are in a well-formed stream."""
+
+    name_len: int
+    header_size: int
+    packets: list[tuple[int, int, int]]  # (offset, header length, payload length)
+    index_offset: int
+
+    def header_field(self, name: str) -> tuple[int, str]:
+        """Offset and struct format of a header field."""
+        pre = {"version": (12, "<H"), "flags": (14, "<H"), "name_len": (16, "<B")}
+        if name in pre:
+            return pre[name]
+        base = 17 + self.name_len
+        post = {"hash": (0, "32s"), "entropy_form": (32, "<B"), "width": (33, "<I"), "height": (37, "<I"),
+                "padded_width": (41, "<I"), "padded_height": (45, "<I"), "fps_num": (49, "<I"), "fps_den": (53, "<I"),
+                "matrix": (57, "<B"), "full_range": (58, "<B"), "bit_depth": (61, "<B"), "gop": (62, "<I"),
+                "frame_count": (66, "<I")}
+        off, fmt = post[name]
+        return base + off, fmt
+
+
+PACKET_FIELDS = {"index": (4, "<I"), "type": (8, "<B"), "quality": (9, "<B"), "latent_c": (10, "<H"),
+                 "latent_h": (12, "<H"), "latent_w": (14, "<H"), "hyper_c": (16, "<H"), "hyper_h": (18, "<H"),
+                 "hyper_w": (20, "<H"), "substreams": (22, "<B")}
+
+
+def layout(data: bytes) -> Layout:
+    name_len = data[16]
+    header_size = _U32.unpack_from(data, 8)[0]
+    packets = []
+    at = header_size
+    while data[at : at + 4] == C.PACKET_MARK:
+        n = data[at + 22]
+        lengths = struct.unpack_from(f"<{n}I", data, at + 23)
+        head = 23 + 4 * n + 8
+        packets.append((at, head, sum(lengths)))
+        at += head + sum(lengths)
+    return Layout(name_len, header_size, packets, at)
+
+
+def resign(data: bytearray, lay: Layout) -> None:
+    """Recompute every CRC where the original layout says it lives."""
+    h = lay.header_size
+    data[h - 4 : h] = _U32.pack(zlib.crc32(bytes(data[: h - 4])))
+    for off, head, payload in lay.packets:
+        n = data[off + 22]
+        if 23 + 4 * n + 8 != head:
+            continue  # the mutation changed the substream count: leave this packet's CRCs as they were
+        start = off + head
+        data[off + head - 8 : off + head - 4] = _U32.pack(zlib.crc32(bytes(data[start : start + payload])))
+        data[off + head - 4 : off + head] = _U32.pack(zlib.crc32(bytes(data[off : off + head - 4])))
+    i = lay.index_offset
+    if data[i : i + 4] == C.INDEX_MARK and len(data) >= i + 8:
+        count = _U32.unpack_from(data, i + 4)[0]
+        end = i + 8 + 13 * count
+        if end + 4 <= len(data):
+            data[end : end + 4] = _U32.pack(zlib.crc32(bytes(data[i:end])))
+
+
+HOSTILE_U32 = [0, 1, 2, 63, 64, 65, 1000, 16384, 16385, 65535, 2**31 - 1, 2**32 - 1]
+HOSTILE_U16 = [0, 1, 2, 3, 7, 255, 1024, 1025, 65535]
+HOSTILE_U8 = [0, 1, 2, 7, 16, 17, 112, 113, 255]
+
+
+def _hostile(fmt: str, rng: random.Random, value: int) -> int:
+    pool = {"<I": HOSTILE_U32, "<H": HOSTILE_U16, "<B": HOSTILE_U8}[fmt]
+    choice = rng.choice(pool + [value + 1, max(0, value - 1), value * 2])
+    limit = {"<I": 2**32 - 1, "<H": 2**16 - 1, "<B": 255}[fmt]
+    return min(choice, limit)
+
+
+def mutate(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """One hostile variant of `clean` and a short description of what was done."""
+    data = bytearray(clean)
+    lay = layout(clean)
+    kind = rng.choice(["flip", "truncate", "header", "packet", "payload", "lengths", "index", "trailer", "splice",
+                       "append", "hash"])
+    if kind == "flip":
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data))
+            data[i] ^= rng.randrange(1, 256)
+        return bytes(data), kind
+    if kind == "truncate":
+        return bytes(data[: rng.randrange(len(data))]), kind
+    if kind == "append":
+        return bytes(data) + rng.randbytes(rng.randint(1, 64)), kind
+    if kind == "hash":
+        off, _ = lay.header_field("hash")
+        data[off + rng.randrange(32)] ^= 0xFF
+        resign(data, lay)
+        return bytes(data), kind
+    if kind == "header":
+        name = rng.choice(["version", "flags", "name_len", "entropy_form", "width", "height", "padded_width",
+                           "padded_height", "fps_num", "fps_den", "matrix", "full_range", "bit_depth", "gop",
+                           "frame_count"])
+        off, fmt = lay.header_field(name)
+        value = struct.unpack_from(fmt, data, off)[0]
+        struct.pack_into(fmt, data, off, _hostile(fmt, rng, value))
+        resign(data, lay)
+        return bytes(data), f"header.{name}"
+    off, head, payload = rng.choice(lay.packets)
+    if kind == "packet":
+        name = rng.choice(list(PACKET_FIELDS))
+        rel, fmt = PACKET_FIELDS[name]
+        value = struct.unpack_from(fmt, data, off + rel)[0]
+        struct.pack_into(fmt, data, off + rel, _hostile(fmt, rng, value))
+        resign(data, lay)
+        return bytes(data), f"packet.{name}"
+    if kind == "lengths":
+        n = data[off + 22]
+        lengths = list(struct.unpack_from(f"<{n}I", data, off + 23))
+        k = rng.randrange(n)
+        if rng.random() < 0.5 and n > 1:  # move bytes between substreams: same total, wrong split
+            shift = rng.randint(-lengths[k], sum(lengths) - lengths[k])
+            lengths[k] += shift
+            lengths[(k + 1) % n] -= shift
+            lengths = [max(0, x) for x in lengths]
+        else:
+            lengths[k] = _hostile("<I", rng, lengths[k])
+        struct.pack_into(f"<{n}I", data, off + 23, *lengths)
+        resign(data, lay)
+        return bytes(data), "packet.lengths"
+    if kind == "payload":
+        start = off + head
+        if payload:
+            for _ in range(rng.randint(1, 8)):
+                data[start + rng.randrange(payload)] = rng.randrange(256)
+        resign(data, lay)
+        return bytes(data), "payload"
+    if kind == "index":
+        i = lay.index_offset
+        count = _U32.unpack_from(data, i + 4)[0]
+        if rng.random() < 0.3:
+            struct.pack_into("<I", data, i + 4, _hostile("<I", rng, count))
+        elif count:
+            e = i + 8 + 13 * rng.randrange(count)
+            field = rng.choice([(0, "<Q"), (8, "<I"), (12, "<B")])
+            value = rng.choice([0, 1, len(data), 2**32 - 1, 2**63]) if field[1] == "<Q" else rng.choice([0, 1, 255, 2**32 - 1])
+            value = min(value, {"<Q": 2**64 - 1, "<I": 2**32 - 1, "<B": 255}[field[1]])
+            struct.pack_into(field[1], data, e + field[0], value)
+        resign(data, lay)
+        return bytes(data), "index"
+    if kind == "trailer":
+        struct.pack_into("<Q", data, len(data) - 12, rng.choice([0, 1, lay.header_size, len(data), 2**64 - 1]))
+        return bytes(data), "trailer"
+    # splice: drop, duplicate or swap whole packets, then re-sign what can be re-signed
+    packets = [bytes(data[o : o + h + p]) for o, h, p in lay.packets]
+    op = rng.choice(["drop", "duplicate", "swap"])
+    if op == "drop" and packets:
+        packets.pop(rng.randrange(len(packets)))
+    elif op == "duplicate" and packets:
+        j = rng.randrange(len(packets))
+        packets.insert(j, packets[j])
+    elif len(packets) > 1:
+        packets[0], packets[1] = packets[1], packets[0]
+    body = bytes(data[: lay.header_size]) + b"".join(packets) + bytes(data[lay.index_offset :])
+    return body, f"splice.{op}"
