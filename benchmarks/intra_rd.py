@@ -5,7 +5,7 @@
 Every rate is a real file: the whole .hfc stream for vcodec (header and index included), the JPEG/WebP file from
 Pillow, the x265 elementary stream's packet sizes (BPG-like: one intra frame, YCbCr 4:4:4, BT.601 full range).
 PSNR-RGB is measured on the decoded 8-bit RGB pixels and, like bpp, averaged over images (as CompressAI does).
-BD-rates (PSNR-RGB) of vcodec against each anchor use the bjontegaard package (pchip).
+BD-rates (PSNR-RGB) of vcodec against each anchor come from vcodec/bdrate.py (the bjontegaard package, Akima).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from vcodec import api, weights  # noqa: E402
 from vcodec.api import psnr_rgb  # noqa: E402
+from vcodec.bdrate import DEFAULT_METHOD, bd_rate  # noqa: E402
 
 JPEG_QUALITIES = (5, 10, 20, 30, 45, 60, 75, 85, 92, 97)
 WEBP_QUALITIES = (2, 10, 25, 40, 55, 70, 82, 90, 96)
@@ -105,21 +105,6 @@ def x265_point(images, crf: int) -> dict:
     return {"bpp": float(np.mean(bpp)), "psnr-rgb": float(np.mean(psnr))}
 
 
-def bd_rate(anchor: dict, test: dict) -> float | None:
-    """BD-rate (%) of test against anchor on PSNR-RGB, over their overlapping quality range; None if < 2 points."""
-    import bjontegaard
-
-    lo = max(min(anchor["psnr-rgb"]), min(test["psnr-rgb"]))
-    hi = min(max(anchor["psnr-rgb"]), max(test["psnr-rgb"]))
-    if hi <= lo:
-        return None
-    try:
-        return float(bjontegaard.bd_rate(anchor["bpp"], anchor["psnr-rgb"], test["bpp"], test["psnr-rgb"],
-                                          method="pchip", require_matching_points=False, min_overlap=0.0))
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
 def curve(points: list[dict]) -> dict:
     points = sorted(points, key=lambda p: p["bpp"])
     return {k: [p[k] for p in points] for k in points[0]}
@@ -156,10 +141,10 @@ def main() -> int:
     for q, b, p, e, d in zip(args.qualities.split(","), ours["bpp"], ours["psnr-rgb"], ours["encoding_time"], ours["decoding_time"]):
         print(f"{q:>4} {b:8.4f} {p:9.2f} {e:10.2f} {d:10.2f}")
     results = [{"name": "vcodec", "description": label, "results": ours}]
-    print(f"\n{'anchor':<30} {'bpp range':>16} {'BD-rate (PSNR-RGB)':>20}")
+    print(f"\n{'anchor':<30} {'bpp range':>16} {'BD-rate (PSNR-RGB, ' + DEFAULT_METHOD + ')':>26}")
     for name, c in anchors.items():
-        bd = bd_rate(c, ours)
-        text = "n/a (no overlap)" if bd is None or math.isnan(bd) else f"{bd:+.1f} %"
+        bd = bd_rate(c["bpp"], c["psnr-rgb"], ours["bpp"], ours["psnr-rgb"])
+        text = bd.text() if bd.percent is not None else f"n/a ({bd.note()})"
         print(f"{name:<30} {min(c['bpp']):7.3f}..{max(c['bpp']):6.3f} {text:>20}")
         results.append({"name": name, "description": f"{name}; BD-rate of vcodec against it: {text}", "results": c})
     if args.json:

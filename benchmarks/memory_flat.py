@@ -9,7 +9,6 @@ processes and prints each process's peak resident memory (ru_maxrss). Exits non-
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile

@@ -131,11 +131,10 @@ def test_errors_are_one_line_with_exit_code(sample_stream, tmp_path, capsys, mon
 
 def test_damaged_stream_writes_intact_frames_and_exits_2(sample_stream, tmp_path, capsys):
     data = bytearray(sample_stream.read_bytes())
-    with open(sample_stream, "rb") as f:
-        from vcodec.container import StreamReader
+    from vcodec.container import StreamReader
 
-        with StreamReader(sample_stream) as r:
-            offset = r.index()[5].offset + 40  # inside frame 5's packet
+    with StreamReader(sample_stream) as r:
+        offset = r.index()[5].offset + 40  # inside frame 5's packet
     data[offset] ^= 0x55
     bad = tmp_path / "bad.hfc"
     bad.write_bytes(bytes(data))

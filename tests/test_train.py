@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -105,6 +104,19 @@ def test_export_load_encode_decode(pictures, tmp_path):
     api.decode(stream, tmp_path / "t.mkv", model=str(path))
     frames, _ = read_video(tmp_path / "t.mkv")
     assert len(frames) == 2 and frames[0].shape == (50, 70, 3)
+
+
+def test_torchrun_ddp_on_cpu(pictures, tmp_path):
+    """Two gloo processes, as `torchrun --nproc_per_node=2 -m vcodec train intra ...` on a cluster."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "vcodec",
+            "train", "intra", "--data", str(pictures), "--transform-channels", "8", "--latent-channels", "16",
+            "--crop", "64", "--batch-size", "2", "--steps", "4", "--device", "cpu", "--threads", "1",
+            "--out", str(tmp_path / "ck"), "--experiments", str(tmp_path / "exp")]
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes" in done.stderr and done.stdout.count("checkpoint") == 1
+    assert read_state(tmp_path / "ck")["step"] == 4
 
 
 def test_train_package_imports_without_av_or_constriction():

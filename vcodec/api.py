@@ -20,8 +20,9 @@ import numpy as np
 
 from vcodec import container as C
 from vcodec import quality as Q
-from vcodec.errors import DamagedStream, InputError, ModelError, OutputError
+from vcodec.errors import DamagedStream, InputError, ModelError
 from vcodec.media import check_sink_path, open_sink, open_source
+from vcodec.paths import check_output
 
 # Largest picture encoded in one piece (8K UHD): bigger ones would need tiling, which v1 streams do not have.
 MAX_ENCODE_PIXELS = 7680 * 4320
@@ -53,18 +54,6 @@ class DecodeResult:
     timings: dict = field(default_factory=dict)
 
 
-def _check_output(output: Path, overwrite: bool, inputs: list[Path]) -> None:
-    if any(output.resolve() == Path(i).resolve() for i in inputs):
-        raise InputError(f"output {output} is also the input")
-    if output.exists() and not overwrite:
-        raise InputError(f"{output} exists (use -y to overwrite)")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {output}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {output}: folder {parent} is not writable")
-
-
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
     err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if err == 0 else 10 * math.log10(255.0**2 / err)
@@ -92,7 +81,7 @@ def encode(
     on_frame: Callable[[int, int, int, float | None], None] | None = None,
 ) -> EncodeResult:
     """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`."""
-    from vcodec.codec import FrameCoder, padded_size, pick_device
+    from vcodec.codec import FrameCoder, pick_device, stream_header
     from vcodec.weights import DEFAULT_MODEL
 
     output = Path(output)
@@ -106,7 +95,7 @@ def encode(
         raise InputError("--gop must be at least 1")
     if fps is not None and not 0 < float(fps) <= 1000:
         raise InputError("--fps must be in (0, 1000]")
-    _check_output(output, overwrite, [Path(input)])
+    check_output(output, overwrite, (Path(input),))
     rate = Fraction(fps).limit_denominator(1001) if fps is not None else None
     dev = pick_device(device)
     t0 = time.perf_counter()
@@ -119,13 +108,8 @@ def encode(
             )
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
         coder = FrameCoder(bundle, dev)
-        pw, ph = padded_size(info.width, info.height)
-        fps_out = info.fps.limit_denominator(1_000_000)
-        header = C.Header(
-            model=bundle.name, weights_hash=bundle.sha256, width=info.width, height=info.height,
-            padded_width=pw, padded_height=ph, fps=fps_out, entropy_form=C.ENTROPY_INTEGER,
-            colour=info.colour, gop=min(gop or 1, C.MAX_FRAMES),
-        )
+        header = stream_header(bundle, info.width, info.height, info.fps, info.colour, gop or 1)
+        fps_out = header.fps
         expected = None
         if info.frame_count is not None:
             expected = max(0, info.frame_count - start)
@@ -176,7 +160,7 @@ def decode(
     from vcodec.codec import FrameCoder, pick_device
 
     output = Path(output)
-    _check_output(output, overwrite, [Path(input)])
+    check_output(output, overwrite, (Path(input),))
     check_sink_path(output, codec, crf)
     dev = pick_device(device)
     t0 = time.perf_counter()

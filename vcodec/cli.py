@@ -221,8 +221,8 @@ def train_intra(
     lr: float = typer.Option(4e-4, "--lr"),
     lr_final: float = typer.Option(2e-5, "--lr-final", help="LR reached at --steps."),
     decay_from: float = typer.Option(0.8, "--decay-from", help="Fraction of --steps after which the LR decays."),
-    n: int = typer.Option(64, "--n", help="Channels of the transforms and of z (new runs only)."),
-    m: int = typer.Option(128, "--m", help="Channels of y (new runs only)."),
+    n: int = typer.Option(64, "--transform-channels", help="N: channels of the transforms and of z (new runs only)."),
+    m: int = typer.Option(128, "--latent-channels", help="M: channels of y (new runs only)."),
     metric: str = typer.Option("mse", "--metric", help="mse or ms-ssim."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     amp: bool = typer.Option(False, "--amp", help="bf16 autocast (GPU)."),
@@ -246,7 +246,8 @@ def train_intra(
         half=half, seed=seed,
     )
     result = run(opts, say=lambda s: err.print(s, highlight=False))
-    out.print(f"checkpoint {out_dir} at step {result['step']}", highlight=False)
+    if result["rank"] == 0:
+        out.print(f"checkpoint {out_dir} at step {result['step']}", highlight=False)
 
 
 @train_app.command("export")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -32,6 +33,16 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def padded_size(width: int, height: int) -> tuple[int, int]:
     return -(-width // STRIDE_Z) * STRIDE_Z, -(-height // STRIDE_Z) * STRIDE_Z
+
+
+def stream_header(bundle: ModelBundle, width: int, height: int, fps: Fraction, colour: C.Colour, gop: int) -> C.Header:
+    """The file header of a stream this encoder writes (the frame count is filled in when it is finished)."""
+    pw, ph = padded_size(width, height)
+    return C.Header(
+        model=bundle.name, weights_hash=bundle.sha256, width=width, height=height, padded_width=pw, padded_height=ph,
+        fps=Fraction(fps).limit_denominator(1_000_000), entropy_form=C.ENTROPY_INTEGER, colour=colour,
+        gop=min(gop, C.MAX_FRAMES),
+    )
 
 
 @dataclass

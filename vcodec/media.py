@@ -24,6 +24,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from vcodec.container import Colour
 from vcodec.errors import InputError, OutputError
+from vcodec.paths import natural_key
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 FRAME_FOLDER_SUFFIXES = {".png"}
@@ -34,10 +35,6 @@ _MATRIX_TO_SWS = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601,
 _RGB_FORMATS = {"rgb24", "bgr24", "rgba", "bgra", "argb", "abgr", "rgb0", "bgr0", "0rgb", "0bgr", "gbrp", "gbrap",
                 "rgb48le", "rgb48be", "rgba64le", "rgba64be", "gbrp10le", "gbrp12le", "gbrp16le", "gray", "gray16le",
                 "gray16be", "gray10le", "gray12le", "ya8", "ya16be", "pal8", "monob", "monow"}
-
-
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def default_matrix(height: int) -> int:
@@ -183,7 +180,7 @@ class FolderSource(Source):
     """Frames f001.png, f002.png, ... (any prefix; numbered without gaps) of one size."""
 
     def __init__(self, path: Path, fps: Fraction | None):
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_FOLDER_SUFFIXES), key=lambda p: _natural_key(p.name))
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_FOLDER_SUFFIXES), key=lambda p: natural_key(p.name))
         if not files:
             raise InputError(f"{path} holds no PNG frames")
         numbers = [re.findall(r"\d+", p.stem) for p in files]

@@ -1,4 +1,4 @@
-"""Image quality metrics on torch tensors in [0, 1]: PSNR and MS-SSIM (Wang et al. 2003).
+"""Image quality metrics on torch tensors in [0, 1]: PSNR, PSNR-YUV 4:2:0 and MS-SSIM (Wang et al. 2003).
 
 Shared by training (differentiable MS-SSIM loss) and by the bench, so both measure the same thing.
 """
@@ -67,3 +67,38 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
     stacked = torch.stack(factors, dim=1)
     return torch.prod(stacked ** weights[None, :], dim=1)
+
+
+# BT.709 luma weights; Cb and Cr are (B - Y) / 1.8556 and (R - Y) / 1.5748 (full range: Y in [0, 1], Cb, Cr in
+# [-0.5, 0.5], so one peak of 1 serves all three planes).
+_KR, _KB = 0.2126, 0.0722
+_KG = 1.0 - _KR - _KB
+
+
+def rgb_to_yuv709(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Y, Cb, Cr planes (B, 1, H, W) of (B, 3, H, W) RGB in [0, 1]: BT.709, full range, float (no rounding)."""
+    x = x.float()
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    y = _KR * r + _KG * g + _KB * b
+    return y, (b - y) / (2 * (1 - _KB)), (r - y) / (2 * (1 - _KR))
+
+
+def subsample_420(plane: torch.Tensor) -> torch.Tensor:
+    """4:2:0 chroma by averaging each 2x2 block. An odd width or height first repeats the last column or row, so
+    the edge sample is the mean of its (1 or 2) real neighbours: the picture keeps ceil(W/2) x ceil(H/2) samples."""
+    h, w = plane.shape[-2:]
+    if h % 2 or w % 2:
+        plane = F.pad(plane, (0, w % 2, 0, h % 2), mode="replicate")
+    return F.avg_pool2d(plane, 2)
+
+
+def psnr_yuv420(a: torch.Tensor, b: torch.Tensor, exact: float = float("inf")) -> dict[str, float]:
+    """PSNR of Y, U, V and their 6:1:1 mix, (6 Y + U + V) / 8 (the weighting of JVET and CompressAI), for one
+    picture pair (1, 3, H, W) in [0, 1]: both go to BT.709 full-range YCbCr, chroma to 4:2:0 (subsample_420).
+    A plane without error scores `exact`."""
+    ya, ua, va = rgb_to_yuv709(a)
+    yb, ub, vb = rgb_to_yuv709(b)
+    planes = {"y": (ya, yb), "u": (subsample_420(ua), subsample_420(ub)), "v": (subsample_420(va), subsample_420(vb))}
+    scores = {k: min(exact, psnr_from_mse(float(mse(p, q)[0]))) for k, (p, q) in planes.items()}
+    scores["yuv"] = (6 * scores["y"] + scores["u"] + scores["v"]) / 8
+    return scores

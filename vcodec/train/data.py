@@ -7,26 +7,23 @@ file is among the sources, so this module works on a machine with just torch, nu
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vcodec.paths import natural_key
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v"}
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
 
 
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
 def find_files(root: Path, suffixes: set[str]) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted((p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()), key=_natural_key)
+    return sorted((p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()), key=natural_key)
 
 
 def vimeo_septuplets(root: Path, list_file: str = "sep_trainlist.txt") -> list[list[Path]]:
@@ -37,10 +34,10 @@ def vimeo_septuplets(root: Path, list_file: str = "sep_trainlist.txt") -> list[l
     if listing.is_file():
         folders = [seq_root / line.strip() for line in listing.read_text().splitlines() if line.strip()]
     else:
-        folders = sorted({p.parent for p in seq_root.rglob("*.png")}, key=_natural_key)
+        folders = sorted({p.parent for p in seq_root.rglob("*.png")}, key=natural_key)
     out = []
     for folder in folders:
-        frames = sorted(folder.glob("im*.png"), key=_natural_key) or sorted(folder.glob("f*.png"), key=_natural_key)
+        frames = sorted(folder.glob("im*.png"), key=natural_key) or sorted(folder.glob("f*.png"), key=natural_key)
         if frames:
             out.append(frames)
     return out

@@ -134,6 +134,10 @@ def _set_rng_state(rng: dict[str, torch.Tensor], sampler: CropSampler, device: t
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
+def _quiet(_: str) -> None:
+    pass
+
+
 def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -173,7 +177,8 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
         state, rng = load_checkpoint(opts.resume, model, optimizer)
         _set_rng_state(rng, sampler, device)
         total = opts.steps or state.get("total_steps")
-        say(f"resumed {opts.resume} at step {state['step']}")
+        if rank == 0:
+            say(f"resumed {opts.resume} at step {state['step']}")
     train_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -182,6 +187,8 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
 
     name = opts.name or Path(opts.out).name
     log = _Logger(Path(opts.experiments) / name, enabled=rank == 0)
+    if rank != 0:
+        say = _quiet
     say(
         f"training intra N={config.n} M={config.m} on {device} ({world} process{'es' if world > 1 else ''}): "
         f"{len(sampler)} pictures, {sampler.pixels() / 1e6:.1f} Mpx, batch {opts.batch_size} x {opts.crop}^2"
@@ -255,7 +262,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return {"step": step, **result}
+    return {"step": step, "rank": rank, **result}
 
 
 def _validate(model: IntraModel, opts: TrainOptions, device, log: _Logger, step: int, say) -> dict:
