@@ -138,6 +138,18 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _time_is_up(deadline: float, world: int, device: torch.device) -> bool:
+    """Whether this chunk's minutes are spent, agreed by all ranks (one stopping alone would hang the others)."""
+    up = time.time() >= deadline
+    if world == 1:
+        return up
+    import torch.distributed as dist
+
+    flag = torch.tensor([int(up)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -175,7 +187,13 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     total = opts.steps
     if opts.resume:
         state, rng = load_checkpoint(opts.resume, model, optimizer)
-        _set_rng_state(rng, sampler, device)
+        if world == 1:
+            _set_rng_state(rng, sampler, device)  # bit-identical continuation
+        else:
+            # The checkpoint holds rank 0's generators only: every rank restarting from them would draw the same
+            # crops and noise. Fresh, distinct streams per rank and chunk instead.
+            torch.manual_seed(opts.seed + 7919 * int(state["step"]) + rank)
+            sampler.generator.manual_seed(opts.seed + 7919 * int(state["step"]) + 1000 * (rank + 1))
         total = opts.steps or state.get("total_steps")
         if rank == 0:
             say(f"resumed {opts.resume} at step {state['step']}")
@@ -217,7 +235,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     while True:
         if total is not None and step >= total:
             break
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and _time_is_up(deadline, world, device):
             break
         lr = learning_rate(opts, step, total)
         for group in optimizer.param_groups:
