@@ -5,7 +5,8 @@
 Every rate is a real file: the whole .hfc stream for vcodec (header and index included), the JPEG/WebP file from
 Pillow, the x265 elementary stream's packet sizes (BPG-like: one intra frame, YCbCr 4:4:4, BT.601 full range).
 PSNR-RGB is measured on the decoded 8-bit RGB pixels and, like bpp, averaged over images (as CompressAI does).
-BD-rates (PSNR-RGB) of vcodec against each anchor come from vcodec/bdrate.py (the bjontegaard package, Akima).
+BD-rates and BD-PSNR (PSNR-RGB) of vcodec against each anchor come from vcodec/bdrate.py (the bjontegaard
+package, Akima).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from vcodec import api, weights  # noqa: E402
 from vcodec.api import psnr_rgb  # noqa: E402
-from vcodec.bdrate import DEFAULT_METHOD, bd_rate  # noqa: E402
+from vcodec.bdrate import DEFAULT_METHOD, bd_psnr, bd_rate  # noqa: E402
 
 JPEG_QUALITIES = (5, 10, 20, 30, 45, 60, 75, 85, 92, 97)
 WEBP_QUALITIES = (2, 10, 25, 40, 55, 70, 82, 90, 96)
@@ -51,7 +52,7 @@ def vcodec_point(images, quality: float, model: str, device: str, work: Path) ->
         t0 = time.perf_counter()
         api.encode(src, stream, quality=quality, model=model, device=device, overwrite=True)
         t1 = time.perf_counter()
-        api.decode(stream, out, device=device, overwrite=True)
+        api.decode(stream, out, device=device, model=model, overwrite=True)
         t2 = time.perf_counter()
         enc, dec = enc + t1 - t0, dec + t2 - t1
         back = np.asarray(Image.open(next(out.iterdir())).convert("RGB"))
@@ -141,12 +142,14 @@ def main() -> int:
     for q, b, p, e, d in zip(args.qualities.split(","), ours["bpp"], ours["psnr-rgb"], ours["encoding_time"], ours["decoding_time"]):
         print(f"{q:>4} {b:8.4f} {p:9.2f} {e:10.2f} {d:10.2f}")
     results = [{"name": "vcodec", "description": label, "results": ours}]
-    print(f"\n{'anchor':<30} {'bpp range':>16} {'BD-rate (PSNR-RGB, ' + DEFAULT_METHOD + ')':>26}")
+    print(f"\n{'anchor':<30} {'bpp range':>16} {'BD-rate (PSNR-RGB, ' + DEFAULT_METHOD + ')':>26} {'BD-PSNR':>10}")
     for name, c in anchors.items():
         bd = bd_rate(c["bpp"], c["psnr-rgb"], ours["bpp"], ours["psnr-rgb"])
-        text = bd.text() if bd.percent is not None else f"n/a ({bd.note()})"
-        print(f"{name:<30} {min(c['bpp']):7.3f}..{max(c['bpp']):6.3f} {text:>20}")
-        results.append({"name": name, "description": f"{name}; BD-rate of vcodec against it: {text}", "results": c})
+        text = bd.text() if bd.percent is not None else f"n/a ({bd.reason})"
+        gain = bd_psnr(c["bpp"], c["psnr-rgb"], ours["bpp"], ours["psnr-rgb"]).text()
+        print(f"{name:<30} {min(c['bpp']):7.3f}..{max(c['bpp']):6.3f} {text:>26} {gain:>10}")
+        results.append({"name": name, "description": f"{name}; vcodec against it: BD-rate {text}, BD-PSNR {gain}",
+                        "results": c})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -326,3 +326,12 @@ def test_the_format_check_finds_what_is_wrong():
     assert any("no 'average' entry" in p for p in validate([per_sequence]))
     assert validate([per_sequence], complete=False) == []
     assert validate({"results": []}) == ["the top level is not a list"]
+
+
+def test_bd_psnr_of_a_shifted_curve():
+    from vcodec import bdrate
+
+    rates, psnrs = [0.1, 0.2, 0.4, 0.8], [28.0, 31.0, 34.0, 37.0]
+    assert bdrate.bd_psnr(rates, psnrs, rates, psnrs).db == pytest.approx(0.0, abs=1e-9)
+    assert bdrate.bd_psnr(rates, psnrs, rates, [p - 2 for p in psnrs]).db == pytest.approx(-2.0, abs=1e-6)
+    assert bdrate.bd_psnr(rates, psnrs, [r * 10 for r in rates], psnrs).db is None

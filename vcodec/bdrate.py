@@ -90,3 +90,37 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str = 
     if not math.isfinite(value):
         return BDRate(None, "the interpolation did not give a finite value", dropped, **spans)
     return BDRate(value, "", dropped, **spans)
+
+
+@dataclass
+class BDPSNR:
+    """Average quality difference of test against anchor at equal rate, in dB (positive: test is better)."""
+
+    db: float | None  # None: not computable, see `reason`
+    reason: str = ""
+
+    def text(self) -> str:
+        return "n/a" if self.db is None else f"{self.db:+.2f} dB"
+
+
+def bd_psnr(anchor_rate, anchor_quality, test_rate, test_quality, method: str = DEFAULT_METHOD,
+            min_overlap: float = MIN_OVERLAP) -> BDPSNR:
+    """BD-PSNR over the rate range both curves cover (in log rate). Well defined where BD-rate is not: two codecs
+    spending the same bits at very different qualities, as an early-trained model does against a mature codec."""
+    if method not in METHODS:
+        raise InputError(f"BD-PSNR method must be one of {', '.join(METHODS)}, got '{method}'")
+    bjontegaard = require_package()
+    ar, aq = rising_front(list(anchor_rate), list(anchor_quality))
+    tr, tq = rising_front(list(test_rate), list(test_quality))
+    if min(len(ar), len(tr)) < 2:
+        return BDPSNR(None, "fewer than 2 usable points")
+    lo, hi = max(math.log(ar[0]), math.log(tr[0])), min(math.log(ar[-1]), math.log(tr[-1]))
+    shorter = min(math.log(ar[-1] / ar[0]), math.log(tr[-1] / tr[0]))
+    if hi <= lo:
+        return BDPSNR(None, "no overlap in rate")
+    if hi - lo < min_overlap * shorter:
+        return BDPSNR(None, f"rate overlap {100 * (hi - lo) / shorter:.0f} % < {100 * min_overlap:.0f} %")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = float(bjontegaard.bd_psnr(ar, aq, tr, tq, method=method, require_matching_points=False, min_overlap=0.0))
+    return BDPSNR(value if math.isfinite(value) else None, "" if math.isfinite(value) else "not finite")
