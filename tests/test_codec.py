@@ -91,3 +91,14 @@ def test_odd_sizes_pad_to_64():
     assert padded_size(97, 75) == (128, 128)
     assert padded_size(64, 64) == (64, 64)
     assert padded_size(1, 1) == (64, 64)
+
+
+def test_fractional_quality_is_coded_as_the_decoder_reads_it(frame_coder, frames):
+    rgb = frames[0][:64, :128]
+    packet = frame_coder.encode_intra(rgb, 4.03, 0)
+    assert packet.quality == 4.0
+    from vcodec import container as C
+
+    assert C.representable_quality(4.56) == 4.5625 and C.representable_quality(4.53) == 4.5
+    # the same symbols as asking for the representable quality directly
+    assert packet.substreams == frame_coder.encode_intra(rgb, 4.0, 0).substreams

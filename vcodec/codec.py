@@ -97,6 +97,7 @@ class FrameCoder:
         return IntraSymbols(z, residual, scale_index, mu)
 
     def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
+        quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
         t0 = time.perf_counter()
         s = self.symbols(rgb, quality)
         t1 = time.perf_counter()

@@ -48,6 +48,11 @@ _TRAILER = struct.Struct("<Q4s")
 _INDEX_ENTRY = struct.Struct("<QIB")
 
 
+def representable_quality(q: float) -> float:
+    """The nearest quality a packet can carry (sixteenths): encoders must use exactly what decoders will read."""
+    return round(q * QUALITY_STEPS) / QUALITY_STEPS
+
+
 @dataclass
 class Colour:
     """How the source's pixels were turned into RGB (H.273 code points), so the decoder can write them back alike."""
@@ -372,8 +377,10 @@ class StreamReader:
                 break
             yield packet
             i += 1
-        if i != self.header.frame_count:
+        if i < self.header.frame_count:
             raise DamagedStream(f"stream ends after {i} of {self.header.frame_count} frames", i)
+        if i > self.header.frame_count:  # e.g. an unfinished temp file, whose header still says 0
+            raise DamagedStream(f"stream holds {i} packets but its header counts {self.header.frame_count} frames", i)
         try:
             self.index()
         except DamagedStream as e:
