@@ -184,8 +184,10 @@ def test_full_disk_while_encoding_and_decoding(tmp_path, tiny_stream):
 
 def test_ctrl_c_mid_encode_leaves_nothing(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # A suite started as a background job inherits SIGINT ignored, and Python keeps it so: give Ctrl-C back.
     proc = subprocess.Popen([sys.executable, "-m", "vcodec", "encode", str(SAMPLE), "out.hfc"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     # Wait until the encoder is writing packets into its temp file, then interrupt it.
     while time.time() < deadline:

@@ -97,6 +97,17 @@ def test_export_load_encode_decode(pictures, tmp_path):
     path, digest = export_checkpoint(ck, "tiny", tmp_path / "models")
     bundle = weights.load(path)
     assert bundle.sha256 == digest and bundle.config.n == 8
+    # The command line replaces a model file only with -y.
+    from vcodec.cli import main
+    from vcodec.errors import EXIT_USAGE
+
+    def cli(*args) -> int:
+        with pytest.raises(SystemExit) as done:
+            main(["train", "export", str(ck), "tiny", "--models", str(tmp_path / "models"), *args])
+        return done.value.code
+
+    assert cli() == EXIT_USAGE and weights.file_hash(path) == digest
+    assert cli("-y") == 0 and weights.load(path).config.n == 8
     src = write_pngs(tmp_path / "src", sample_frames(2, 70, 50))
     stream = tmp_path / "t.hfc"
     result = api.encode(src, stream, quality=5, model=str(path))

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from vcodec import __version__
 from vcodec import quality as Q
-from vcodec.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, Interrupted, VcodecError
+from vcodec.errors import EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, InputError, Interrupted, VcodecError
 
 app = typer.Typer(
     name="vcodec",
@@ -256,10 +256,15 @@ def train_export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `vcodec train intra`."),
     name: str = typer.Argument(..., help="Model name: writes MODELS/NAME.safetensors."),
     models: Path = typer.Option(Path("models"), "--models", help="Folder to write into."),
+    overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Replace an existing model file."),
 ) -> None:
     """Export a checkpoint as a shipped model (float nets, integer entropy path, coder tables)."""
     from vcodec.train.export import export_checkpoint
+    from vcodec.weights import SUFFIX
 
+    # A shipped model is replaced only on purpose: streams made with the old one would no longer decode.
+    if (models / f"{name}{SUFFIX}").exists() and not overwrite:
+        raise InputError(f"{models / f'{name}{SUFFIX}'} exists (use -y to overwrite)")
     path, digest = export_checkpoint(checkpoint, name, models)
     out.print(f"{path}: sha256 {digest.hex()}", highlight=False)
 
