@@ -61,6 +61,7 @@ def test_info_table(sample_stream, capsys):
     assert run("info", sample_stream) == 0
     text = capsys.readouterr().out
     assert "640x272" in text and "intra-n64m128" in text and "25/1" in text
+    assert "matrix 6 (BT.601" in text  # the sample is tagged SMPTE 170M
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".y4m", "/"])

@@ -122,7 +122,10 @@ def encode(
             task = bar.tasks[state["task"]]
             bpp = total * 8 / (info["width"] * info["height"] * n)
             speed = f"{n / task.elapsed:.2f} fps" if task.elapsed else ""
-            note = f"{bpp:.4f} bpp" + (f"  {score:.2f} dB" if score is not None else "")
+            # Running means, like the running bpp, so the bar ends on the summary's numbers.
+            if score is not None:
+                state["psnr_sum"] = state.get("psnr_sum", 0.0) + score
+            note = f"{bpp:.4f} bpp" + (f"  {state['psnr_sum'] / n:.2f} dB" if score is not None else "")
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
         result = api.encode(input, output, quality, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
@@ -193,7 +196,7 @@ def info(
             ("frame rate", f"{data['fps']} ({data['fps_float']:.3f} fps)"),
             ("frames", f"{data['frame_count']} ({data['duration_s']:.2f} s), GOP {data['gop']}"),
             ("quality", ", ".join(f"{q:g}" for q in qualities) or "-"),
-            ("colour", f"matrix {data['colour']['matrix']}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
+            ("colour", f"matrix {_matrix_name(data['colour']['matrix'])}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
             ("rate", f"{data['bpp']:.4f} bpp, {data['bitrate_kbps']:.1f} kbit/s"),
             ("layout", f"header {data['header_bytes']} B + packets {sum(f['bytes'] for f in data['frames'])} B + index {data['index_bytes']} B"),
         ]:
@@ -267,6 +270,14 @@ def train_export(
         raise InputError(f"{models / f'{name}{SUFFIX}'} exists (use -y to overwrite)")
     path, digest = export_checkpoint(checkpoint, name, models)
     out.print(f"{path}: sha256 {digest.hex()}", highlight=False)
+
+
+# H.273 matrix_coefficients codes the container records (docs/FORMAT.md).
+_MATRICES = {0: "RGB", 1: "BT.709", 2: "unspecified", 5: "BT.601, BT.470BG", 6: "BT.601, SMPTE 170M", 9: "BT.2020 NCL"}
+
+
+def _matrix_name(code: int) -> str:
+    return f"{code} ({_MATRICES[code]})" if code in _MATRICES else str(code)
 
 
 def _register_optional_commands() -> None:
