@@ -49,6 +49,7 @@ def test_info_json_accounts_for_every_byte(sample_stream, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["frame_count"] == len(data["frames"]) == 48
     assert (data["width"], data["height"], data["fps"]) == (640, 272, "25/1")
+    assert data["index_bytes"] == 8 + 13 * 48 + 4 + 12  # docs/FORMAT.md: mark+count, 13 B per entry, CRC, trailer
     assert data["header_bytes"] + sum(f["bytes"] for f in data["frames"]) + data["index_bytes"] == data["file_bytes"]
     assert data["file_bytes"] == sample_stream.stat().st_size
     assert data["damage"] is None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from vcodec import container as C
 from vcodec.errors import DamagedStream
 
 from conftest import read_video
+from fuzz.mutations import layout
 
 
 def _header(**kw) -> C.Header:
@@ -120,3 +124,93 @@ def test_every_flipped_byte_is_reported(tiny_stream, tmp_path):
         damaged = bytearray(data)
         damaged[i] ^= rng.randrange(1, 256)
         _check_damaged(bytes(damaged), tmp_path, clean, f"byte {i} flipped")
+
+
+# ------------------------------------------------------------------ the index must agree exactly with the packets
+def _edit_index(data: bytes, edit) -> bytes:
+    """`edit(body)` changes the index body (HFIX, count, entries) in place, and may resize it; then its CRC and the
+    trailer are redone as an attacker would, so only the reader's consistency checks can catch the change."""
+    at = layout(data).index_offset
+    body = bytearray(data[at : len(data) - 4 - 12])
+    edit(body)
+    return data[:at] + bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))) + struct.pack("<Q", at) + C.TRAILER_MARK
+
+
+def _set(fmt: str, field: int, value: int, entry: int):
+    return lambda body: struct.pack_into(fmt, body, 8 + 13 * entry + field, value)
+
+
+def _set_count(n: int):
+    return lambda body: struct.pack_into("<I", body, 4, n)
+
+
+def _index_edits(data: bytes) -> dict[str, bytes]:
+    """Re-signed index edits of a 2-frame stream, each one a disagreement with the packets or the header."""
+    lay = layout(data)
+    size0, size1 = (h + p for _, h, p in lay.packets)
+    edits = {
+        "type I->P": _set("<B", 12, C.FRAME_P, 1),
+        "type I->P, entry 0": _set("<B", 12, C.FRAME_P, 0),
+        "unknown type": _set("<B", 12, 9, 1),
+        "size +1": _set("<I", 8, size1 + 1, 1),
+        "size -1": _set("<I", 8, size0 - 1, 0),
+        "offset": _set("<Q", 0, lay.packets[1][0] + 1, 1),
+        "offset 0": _set("<Q", 0, 0, 0),
+        "entries swapped": lambda b: b.__setitem__(slice(8, 34), b[21:34] + b[8:21]),
+        "count -1 (last entry dropped)": lambda b: (b.__delitem__(slice(21, 34)), _set_count(1)(b)),
+        "count +1 (entry appended)": lambda b: (b.extend(b[21:34]), _set_count(3)(b)),
+        "count 0": lambda b: (b.__delitem__(slice(8, 34)), _set_count(0)(b)),
+    }
+    assert _edit_index(data, lambda b: None) == data  # the editor changes nothing but what it is told
+    out = {name: _edit_index(data, edit) for name, edit in edits.items()}
+    assert all(blob != data for blob in out.values())
+    return out
+
+
+def test_index_disagreeing_with_the_packets_is_damage(tiny_stream, tmp_path):
+    data = tiny_stream.read_bytes()
+    clean = _clean_frames(tiny_stream, tmp_path)
+    for name, blob in _index_edits(data).items():
+        bad = tmp_path / "bad.hfc"
+        bad.write_bytes(blob)
+        with C.StreamReader(bad) as r:
+            with pytest.raises(DamagedStream) as info:
+                for _ in r.packets():
+                    pass
+            assert info.value.frame == 2 and "index" in str(info.value), (name, str(info.value))
+            assert r.index_bytes is None, name  # a damaged index has no size to report
+            with pytest.raises(DamagedStream, match="index"):
+                r.index()  # used alone (to seek), it is checked against the packet headers and the header too
+        _check_damaged(blob, tmp_path, clean, name)  # both frames written, identical to the clean ones, damage reported
+
+
+def test_index_damage_names_the_entry_or_the_count(tiny_stream, tmp_path):
+    edits = _index_edits(tiny_stream.read_bytes())
+    bad = tmp_path / "bad.hfc"
+    for name, message in [("type I->P", "entry 1 says frame type P, packet 1 is I"),
+                          ("size +1", "entry 1 says"),
+                          ("count -1 (last entry dropped)", "1 entries, but the header counts 2 frames"),
+                          ("count +1 (entry appended)", "3 entries, but the header counts 2 frames")]:
+        bad.write_bytes(edits[name])
+        with C.StreamReader(bad) as r, pytest.raises(DamagedStream, match=re.escape(message)):
+            list(r.packets())
+
+
+def test_reader_reports_the_index_size_it_parsed(tiny_stream):
+    with C.StreamReader(tiny_stream) as r:
+        assert r.index_bytes is None  # not known before the index is read
+        packets = list(r.packets())
+        assert r.index_bytes == 8 + 13 * 2 + 4 + 12 == C.index_size(2)
+        assert r.header_size + sum(p.nbytes for p in packets) + r.index_bytes == tiny_stream.stat().st_size
+        entries = r.index()
+    assert [(e.offset, e.size, e.frame_type) for e in entries] == [
+        (r.header_size, packets[0].nbytes, C.FRAME_I), (r.header_size + packets[0].nbytes, packets[1].nbytes, C.FRAME_I)]
+
+
+def test_packets_survive_index_lookups_in_between(tiny_stream):
+    with C.StreamReader(tiny_stream) as r:
+        got = []
+        for p in r.packets():
+            assert len(r.index()) == 2  # moves the file position
+            got.append(p.nbytes)
+    assert sum(got) + C.index_size(2) + r.header_size == tiny_stream.stat().st_size

@@ -7,6 +7,7 @@ before it allocates anything, and reports the first damage it meets as a `Damage
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import tempfile
@@ -323,8 +324,16 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | No
     return Packet(index, ftype, q / QUALITY_STEPS, (lc, lh, lw), (hc, hh, hw), subs, f.tell() - start)
 
 
-def read_index(f: BinaryIO, file_size: int, header_size: int) -> list[IndexEntry]:
-    """The index at the end of the file, validated; DamagedStream if it is missing or inconsistent."""
+def index_size(frames: int) -> int:
+    """Bytes of the index and trailer of a stream of `frames` frames (docs/FORMAT.md: 8 + 13 x frames + 4 + 12)."""
+    return 8 + frames * _INDEX_ENTRY.size + 4 + _TRAILER.size
+
+
+_INDEX_CHUNK = 4096  # entries read at a time: checking the index takes constant memory
+
+
+def _locate_index(f: BinaryIO, file_size: int, header: Header, header_size: int) -> tuple[int, int, bytes]:
+    """Offset and entry count of the index, after checking its place, size and CRC; also a SHA-256 of its entries."""
     if file_size < header_size + _TRAILER.size:
         raise DamagedStream("stream has no index (truncated)")
     f.seek(file_size - _TRAILER.size)
@@ -336,29 +345,88 @@ def read_index(f: BinaryIO, file_size: int, header_size: int) -> list[IndexEntry
     if head[:4] != INDEX_MARK:
         raise DamagedStream("damaged index")
     (count,) = struct.unpack("<I", head[4:])
-    if offset + 8 + count * _INDEX_ENTRY.size + 4 + _TRAILER.size != file_size:
+    if offset + index_size(count) != file_size:
         raise DamagedStream("damaged index (its size disagrees with the file)")
-    body = f.read(count * _INDEX_ENTRY.size)
-    (crc,) = struct.unpack("<I", f.read(4))
-    if zlib.crc32(head + body) != crc:
+    crc, digest, left = zlib.crc32(head), hashlib.sha256(), count * _INDEX_ENTRY.size
+    while left:
+        chunk = f.read(min(left, _INDEX_CHUNK * _INDEX_ENTRY.size))
+        crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+        digest.update(chunk)
+    (stored,) = struct.unpack("<I", f.read(4))
+    if crc != stored:
         raise DamagedStream("damaged index (checksum mismatch)")
-    entries = [IndexEntry(*_INDEX_ENTRY.unpack_from(body, i * _INDEX_ENTRY.size)) for i in range(count)]
-    at = header_size
-    for i, e in enumerate(entries):
-        if e.offset != at or e.frame_type not in FRAME_TYPES:
-            raise DamagedStream(f"damaged index (entry {i} points outside the packets)")
-        at += e.size
+    if count != header.frame_count:
+        raise DamagedStream(f"damaged index ({count} entries, but the header counts {header.frame_count} frames)")
+    return offset, count, digest.digest()
+
+
+def _index_entries(f: BinaryIO, offset: int, count: int) -> Iterator[IndexEntry]:
+    for first in range(0, count, _INDEX_CHUNK):
+        n = min(_INDEX_CHUNK, count - first)
+        f.seek(offset + 8 + first * _INDEX_ENTRY.size)
+        body = f.read(n * _INDEX_ENTRY.size)
+        for k in range(n):
+            yield IndexEntry(*_INDEX_ENTRY.unpack_from(body, k * _INDEX_ENTRY.size))
+
+
+def _packet_extent(f: BinaryIO, offset: int, end: int) -> tuple[int, int, int] | None:
+    """(frame index, frame type, size in bytes) from the checked packet header at `offset`, or None if there is none."""
+    f.seek(offset)
+    head = _read_exact(f, _PACKET_FIXED.size) if offset + _PACKET_FIXED.size <= end else None
+    if head is None or head[:4] != PACKET_MARK:
+        return None
+    _, index, ftype, *_, n_sub = _PACKET_FIXED.unpack(head)
+    tail = _read_exact(f, 4 * n_sub + 8) if 0 < n_sub <= MAX_SUBSTREAMS else None
+    if tail is None or zlib.crc32(head + tail[:-4]) != struct.unpack("<I", tail[-4:])[0]:
+        return None
+    return index, ftype, len(head) + len(tail) + sum(struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub]))
+
+
+def _check_entries(f: BinaryIO, header_size: int, offset: int, count: int) -> list[IndexEntry]:
+    """Every entry against the packet header it points at: contiguous from the file header to the index, each one's
+    offset, size and frame type those of packet i. Raises DamagedStream naming the first entry that disagrees."""
+    entries, at = [], header_size
+    for i, e in enumerate(_index_entries(f, offset, count)):
+        if e.offset != at:
+            raise DamagedStream(f"damaged index (entry {i} says offset {e.offset}, packet {i} starts at {at})")
+        found = _packet_extent(f, at, offset)
+        if found is None:
+            raise DamagedStream(f"damaged index (entry {i} points at no valid packet)")
+        index, ftype, nbytes = found
+        if index != i:
+            raise DamagedStream(f"damaged index (entry {i} points at the packet of frame {index})")
+        if e.frame_type not in FRAME_TYPES or e.frame_type != ftype:
+            raise DamagedStream(f"damaged index (entry {i} says frame type {_type_name(e.frame_type)}, "
+                                f"packet {i} is {_type_name(ftype)})")
+        if e.size != nbytes:
+            raise DamagedStream(f"damaged index (entry {i} says {e.size} bytes, packet {i} has {nbytes})")
+        entries.append(e)
+        at += nbytes
     if at != offset:
         raise DamagedStream("damaged index (packets do not end where the index starts)")
     return entries
 
 
+def _type_name(ftype: int) -> str:
+    return FRAME_TYPES.get(ftype, str(ftype))
+
+
+def read_index(f: BinaryIO, file_size: int, header: Header, header_size: int) -> list[IndexEntry]:
+    """The index at the end of the file, checked entry by entry against the packet headers it points at (without
+    reading payloads) and its count against the file header; DamagedStream if it is missing or disagrees."""
+    offset, count, _ = _locate_index(f, file_size, header, header_size)
+    return _check_entries(f, header_size, offset, count)
+
+
 class StreamReader:
-    """Sequential reader of a .hfc file: header on open, then packets in order; the index on demand."""
+    """Sequential reader of a .hfc file: header on open, then packets in order; the index on demand.
+
+    `index_bytes` is the size of the index and trailer as parsed (None until the index has been checked)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.file: BinaryIO = open(self.path, "rb")
+        self.index_bytes: int | None = None
         try:
             self.size = os.fstat(self.file.fileno()).st_size
             self.header = read_header(self.file)
@@ -368,13 +436,17 @@ class StreamReader:
             raise
 
     def packets(self) -> Iterator[Packet]:
-        """Packets in frame order; raises DamagedStream at the first damage, including a missing index or frames."""
-        self.file.seek(self.header_size)
-        i = 0
+        """Packets in frame order; raises DamagedStream at the first damage, including a missing index or frames,
+        or an index that disagrees with the packets read (then every packet before it was intact)."""
+        at, i = self.header_size, 0
+        read = hashlib.sha256()  # of the index entries these packets call for: checked against the index at the end
         while True:
+            self.file.seek(at)  # the caller may have used the file in between (index(), say)
             packet = read_packet(self.file, self.header, i)
             if packet is None:
                 break
+            read.update(_INDEX_ENTRY.pack(at, packet.nbytes, packet.frame_type))
+            at += packet.nbytes
             yield packet
             i += 1
         if i < self.header.frame_count:
@@ -382,12 +454,20 @@ class StreamReader:
         if i > self.header.frame_count:  # e.g. an unfinished temp file, whose header still says 0
             raise DamagedStream(f"stream holds {i} packets but its header counts {self.header.frame_count} frames", i)
         try:
-            self.index()
+            offset, count, digest = _locate_index(self.file, self.size, self.header, self.header_size)
+            if offset != at:
+                raise DamagedStream(f"damaged index (it starts at {offset}, the packets end at {at})")
+            if digest != read.digest():  # name the first entry that disagrees
+                _check_entries(self.file, self.header_size, offset, count)
+                raise DamagedStream("damaged index (its entries disagree with the packets)")
         except DamagedStream as e:
             raise DamagedStream(str(e), i) from None
+        self.index_bytes = index_size(count)
 
     def index(self) -> list[IndexEntry]:
-        return read_index(self.file, self.size, self.header_size)
+        entries = read_index(self.file, self.size, self.header, self.header_size)
+        self.index_bytes = index_size(len(entries))
+        return entries
 
     def close(self) -> None:
         self.file.close()

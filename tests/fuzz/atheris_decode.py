@@ -9,7 +9,9 @@ mutation, so the fuzzer explores the checks behind the CRCs. A crash (see fuzz/h
 
 from __future__ import annotations
 
+import atexit
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,13 +24,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 with atheris.instrument_imports():
     from vcodec import container, entropy  # noqa: F401  (instrumented for coverage)
     from fuzz.harness import decode_bytes
-    from fuzz.mutations import mutate
+    from fuzz.mutations import allowed_outcomes, mutate
 
 from conftest import sample_frames, write_pngs  # noqa: E402
 from vcodec import api  # noqa: E402
 
 STRUCTURED = "--structured" in sys.argv
 WORK = Path(tempfile.mkdtemp(prefix="vcodec-atheris-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 
 def clean_stream() -> bytes:
@@ -41,10 +44,12 @@ CLEAN = clean_stream()
 
 
 def one_input(data: bytes) -> None:
+    allowed = None
     if STRUCTURED:
         provider = atheris.FuzzedDataProvider(data)
-        data, _ = mutate(CLEAN, random.Random(provider.ConsumeInt(8)))
-    decode_bytes(data, WORK / "case")
+        data, kind = mutate(CLEAN, random.Random(provider.ConsumeInt(8)))
+        allowed = allowed_outcomes(kind)
+    decode_bytes(data, WORK / "case", allowed)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from vcodec import api
+from vcodec import container as C
 from vcodec.errors import DamagedStream, ModelError
 
 MAX_SECONDS = 20.0
@@ -21,8 +22,11 @@ class Crash(AssertionError):
     pass
 
 
-def decode_bytes(data: bytes, workdir: Path) -> str:
-    """Returns 'ok', 'damaged' or 'refused'; raises Crash for anything else."""
+def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None) -> str:
+    """Returns 'ok', 'damaged' or 'refused'; raises Crash for anything else, or for an outcome not in `allowed`.
+
+    'ok' means every frame the header counts was decoded and written; 'damaged', that exactly the intact frames
+    before the damage were written (nothing when there were none)."""
     workdir.mkdir(parents=True, exist_ok=True)
     stream = workdir / "in.hfc"
     out = workdir / "out"
@@ -30,9 +34,9 @@ def decode_bytes(data: bytes, workdir: Path) -> str:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     try:
-        api.decode(stream, out, device="cpu", overwrite=True)
+        result = api.decode(stream, out, device="cpu", overwrite=True)
         outcome = "ok"
-        written = None
+        written = result.frames
     except DamagedStream as e:
         outcome = "damaged"
         written = e.frame or 0
@@ -47,8 +51,14 @@ def decode_bytes(data: bytes, workdir: Path) -> str:
     leftovers = [n for n in os.listdir(workdir) if n not in ("in.hfc", "out")]
     if leftovers:
         raise Crash(f"temp files left behind: {leftovers}")
-    if written is not None:
-        frames = len(os.listdir(out)) if out.exists() else 0
-        if frames != written:
-            raise Crash(f"{outcome}: {frames} frames written, {written} intact")
+    frames = len(os.listdir(out)) if out.exists() else 0
+    if outcome == "ok":
+        with C.StreamReader(stream) as reader:
+            counted = reader.header.frame_count
+        if not frames == written == counted:
+            raise Crash(f"ok: {frames} frames written, {written} decoded, but the header counts {counted}")
+    if frames != written:
+        raise Crash(f"{outcome}: {frames} frames written, {written} intact")
+    if allowed is not None and outcome not in allowed:
+        raise Crash(f"outcome '{outcome}', expected one of {sorted(allowed)}")
     return outcome

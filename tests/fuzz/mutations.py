@@ -90,8 +90,35 @@ def _hostile(fmt: str, rng: random.Random, value: int) -> int:
     return min(choice, limit)
 
 
+MAX_TRIES = 100
+
+
 def mutate(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
-    """One hostile variant of `clean` and a short description of what was done."""
+    """One hostile variant of `clean` and a short description of what was done; never `clean` itself (a mutation that
+    happens to change nothing, say a field set to the value it had, is drawn again, so every case is a real one)."""
+    for _ in range(MAX_TRIES):
+        data, kind = _mutate_once(clean, rng)
+        if data != clean:
+            return data, kind
+    raise RuntimeError(f"{MAX_TRIES} mutations in a row left the stream unchanged")
+
+
+# Mutations after which a stream can never decode in full: each breaks something that a CRC or a structural check
+# of the reader must catch (a re-signed index must still agree exactly with the packets and the header). The others
+# (a re-signed header field, payload byte or substream split) may yield a different but well-formed stream.
+NEVER_OK = ("flip", "truncate", "append", "index", "trailer", "splice.", "packet.index", "packet.type")
+ONLY_REFUSED = ("hash",)  # other weights named: refused before any frame is decoded
+
+
+def allowed_outcomes(kind: str) -> set[str]:
+    if kind.startswith(ONLY_REFUSED):
+        return {"refused"}
+    if kind.startswith(NEVER_OK):
+        return {"damaged"}
+    return {"ok", "damaged", "refused"}
+
+
+def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
     data = bytearray(clean)
     lay = layout(clean)
     kind = rng.choice(["flip", "truncate", "header", "packet", "payload", "lengths", "index", "trailer", "splice",
