@@ -200,3 +200,60 @@ def test_ctrl_c_mid_encode_leaves_nothing(tmp_path):
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _blank_png(path: Path, width: int, height: int) -> Path:
+    """An all-black RGB PNG written row by row: a huge picture costs a small file and no memory to make."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = bytes(1 + 3 * width)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_picture_is_refused_before_its_pixels_are_decoded(tmp_path):
+    """8192x8192 RGB is 200 MB of pixels: the size in the PNG header must refuse it before any are decoded."""
+    huge = _blank_png(tmp_path / "huge.png", 8192, 8192)
+    script = (
+        "import resource, sys\n"
+        "from vcodec import api, codec\n"
+        "from vcodec.errors import InputError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    api.encode(sys.argv[1], sys.argv[2])\n"
+        "except InputError as e:\n"
+        "    print(e)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"  # KiB on Linux
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", script, str(huge), str(tmp_path / "h.hfc")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    message, grown_mb = done.stdout.strip().splitlines()
+    assert "8192x8192" in message and "33,177,600 pixels" in message and "16384" in message, message
+    assert int(grown_mb) < 64, f"peak memory grew by {grown_mb} MB before the refusal"
+    only(tmp_path, "huge.png")
+
+
+@pytest.mark.parametrize("kind", ["image", "folder", "video"])
+def test_picture_wider_than_the_container_is_refused(tmp_path, capsys, kind):
+    """16385 pixels wide is few pixels but more than a stream can hold: refused, not coded into a broken stream."""
+    frame = np.zeros((16, 16385, 3), np.uint8)
+    if kind == "image":
+        src = _blank_png(tmp_path / "wide.png", 16385, 16)
+    elif kind == "folder":
+        src = tmp_path / "wide"
+        src.mkdir()
+        _blank_png(src / "f001.png", 16385, 16)
+    else:
+        src = write_video(tmp_path / "wide.mkv", [frame, frame], "ffv1", "bgr0")
+    assert run("encode", src, tmp_path / "w.hfc") == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "16385x16" in err and "16384 per side" in err, err
+    only(tmp_path, src.name)

@@ -21,11 +21,11 @@ import numpy as np
 from vcodec import container as C
 from vcodec import quality as Q
 from vcodec.errors import DamagedStream, InputError, ModelError
-from vcodec.media import check_sink_path, open_sink, open_source
-from vcodec.paths import check_output
+from vcodec.media import MAX_PIXELS, SIZE_LIMIT, check_picture_size, check_sink_path, open_sink, open_source, too_large
+from vcodec.paths import check_output, named_path
 
-# Largest picture encoded in one piece (8K UHD): bigger ones would need tiling, which v1 streams do not have.
-MAX_ENCODE_PIXELS = 7680 * 4320
+# Largest picture encoded, or decoded, in one piece (media.py holds the limits; this name is kept for callers).
+MAX_ENCODE_PIXELS = MAX_PIXELS
 
 
 @dataclass
@@ -60,9 +60,20 @@ def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _load_bundle(model: str | os.PathLike, device):
+    """The user's own choice (--model): a shipped model's name or a path to a weights file."""
     from vcodec import weights
 
     return weights.load(model, device)
+
+
+def _load_named_bundle(name: str, device):
+    """The model a stream names: a bare name, looked up among the shipped models only, never opened as a path."""
+    from vcodec import weights
+
+    if not weights.is_model_name(name):
+        raise ModelError(f"the stream names model {ascii(name)}, which is not a model name ({weights.MODEL_NAME_RULE}); "
+                         "to use a weights file, give it with --model")
+    return weights.load_named(name, device)
 
 
 def encode(
@@ -101,11 +112,7 @@ def encode(
     t0 = time.perf_counter()
     with open_source(input, rate) as source:
         info = source.info
-        if info.width * info.height > MAX_ENCODE_PIXELS:
-            raise InputError(
-                f"{info.width}x{info.height} is larger than the {MAX_ENCODE_PIXELS / 1e6:.0f} Mpx this version encodes "
-                "(8K UHD); downscale it first"
-            )
+        check_picture_size(info.width, info.height, input)  # sources check their header; this is what they decoded
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
         coder = FrameCoder(bundle, dev)
         checker = FrameCoder(bundle, dev) if psnr else None  # its own timings: the check is not encoding work
@@ -160,7 +167,7 @@ def decode(
     """
     from vcodec.codec import FrameCoder, pick_device
 
-    output = Path(output)
+    output = named_path(output)  # '.' and '..' name a folder
     check_output(output, overwrite, (Path(input),))
     check_sink_path(output, codec, crf)
     dev = pick_device(device)
@@ -173,9 +180,12 @@ def decode(
         raise InputError(f"{input} is a folder, not an .hfc stream") from None
     with reader:
         h = reader.header
+        if too_large(h.width, h.height):  # what the encoder refuses to make; would cost tens of GB to decode
+            raise DamagedStream(f"bad header: frame size {h.width}x{h.height} is larger than this version decodes "
+                                f"({SIZE_LIMIT}); nothing written")
         if h.entropy_form != C.ENTROPY_INTEGER:
             raise DamagedStream(f"stream uses the {C.ENTROPY_FORMS[h.entropy_form]} entropy form, which this decoder does not read")
-        bundle = _load_bundle(model or h.model, dev)
+        bundle = _load_bundle(model, dev) if model else _load_named_bundle(h.model, dev)
         if bundle.sha256 != h.weights_hash:
             raise ModelError(
                 f"stream was made with model '{h.model}' (weights sha256 {h.weights_hash.hex()[:16]}...), but the loaded "
@@ -186,27 +196,32 @@ def decode(
             on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": h.frame_count, "model": h.model})
         sink = None
         n = 0
+        damage = None
         try:
-            for packet in reader.packets():
-                rgb = coder.decode_intra(packet, h.width, h.height)
-                if sink is None:
-                    sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf)
-                sink.write(rgb)
-                n += 1
-                if on_frame:
-                    on_frame(n)
-        except DamagedStream as e:
+            try:
+                for packet in reader.packets():
+                    rgb = coder.decode_intra(packet, h.width, h.height)
+                    if sink is None:
+                        sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf)
+                    sink.write(rgb)
+                    n += 1
+                    if on_frame:
+                        on_frame(n)
+            except DamagedStream as e:
+                damage = e  # the intact frames before it are still published
             if sink is not None:
                 sink.close()
-                raise DamagedStream(f"{e}; wrote the {n} intact frame{'s' if n != 1 else ''} before it to {output}", e.frame) from None
-            raise DamagedStream(f"{e}; no intact frame, nothing written", e.frame) from None
         except BaseException:
             if sink is not None:
-                sink.abort()
+                sink.abort()  # also when publishing failed: no temp file or folder is left behind
             raise
+        if damage is not None:
+            if sink is not None:
+                raise DamagedStream(f"{damage}; wrote the {n} intact frame{'s' if n != 1 else ''} before it to {output}",
+                                    damage.frame) from None
+            raise DamagedStream(f"{damage}; no intact frame, nothing written", damage.frame) from None
         if sink is None:
             raise DamagedStream("stream holds no frames; nothing written", 0)
-        sink.close()
     return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, asdict(coder.timings))
 
 
@@ -231,9 +246,6 @@ def probe(input: str | os.PathLike) -> dict:
                 })
         except DamagedStream as e:
             damage = {"frame": e.frame, "message": str(e)}
-        index_bytes = None
-        if damage is None:
-            index_bytes = reader.size - reader.header_size - sum(r["bytes"] for r in rows)
         return {
             "file": str(path),
             "file_bytes": reader.size,
@@ -253,7 +265,7 @@ def probe(input: str | os.PathLike) -> dict:
             "frame_count": h.frame_count,
             "duration_s": h.frame_count / float(h.fps),
             "header_bytes": reader.header_size,
-            "index_bytes": index_bytes,
+            "index_bytes": reader.index_bytes,  # as parsed; None when the stream is damaged
             "bpp": reader.size * 8 / (pixels * max(1, h.frame_count)),
             "bitrate_kbps": reader.size * 8 / 1000 / max(1e-9, h.frame_count / float(h.fps)),
             "frames": rows,

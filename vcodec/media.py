@@ -13,6 +13,7 @@ import re
 import shutil
 import struct
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,13 +23,21 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from vcodec.container import Colour
+from vcodec.container import MAX_SIDE, Colour
 from vcodec.errors import InputError, OutputError
-from vcodec.paths import natural_key
+from vcodec.paths import named_path, natural_key
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 FRAME_FOLDER_SUFFIXES = {".png"}
 DEFAULT_FPS = Fraction(25)
+# Largest picture coded in one piece: 8K UHD (bigger ones would need tiling, which v1 streams do not have), and no side
+# longer than a stream can hold. Sources check it from the file's header before decoding any pixel; decode refuses a
+# stream that claims more.
+MAX_PICTURE = (7680, 4320)
+MAX_PIXELS = MAX_PICTURE[0] * MAX_PICTURE[1]
+SIZE_LIMIT = f"at most {MAX_PICTURE[0]}x{MAX_PICTURE[1]} = {MAX_PIXELS:,} pixels, and {MAX_SIDE} per side"
+# The names FolderSink gives its frames: the only files `-y` may delete when it replaces a folder.
+FRAME_NAME = re.compile(r"f[0-9]+\.png\Z")
 # H.273 matrix code -> swscale colourspace
 _MATRIX_TO_SWS = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
                   7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}
@@ -69,6 +78,15 @@ class Source:
         self.close()
 
 
+def too_large(width: int, height: int) -> bool:
+    return width * height > MAX_PIXELS or width > MAX_SIDE or height > MAX_SIDE
+
+
+def check_picture_size(width: int, height: int, what: str | os.PathLike) -> None:
+    if too_large(width, height):
+        raise InputError(f"{what}: {width}x{height} is larger than this version encodes ({SIZE_LIMIT}); downscale it first")
+
+
 def _png_size(path: Path) -> tuple[int, int] | None:
     with open(path, "rb") as f:
         head = f.read(24)
@@ -76,6 +94,33 @@ def _png_size(path: Path) -> tuple[int, int] | None:
         return None
     w, h = struct.unpack(">II", head[16:24])
     return w, h
+
+
+def _picture_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file's header, without decoding a pixel; None when neither reader can tell."""
+    try:
+        size = _png_size(path)
+    except OSError:
+        return None
+    if size is not None:
+        return size
+    try:
+        from PIL import Image  # optional: lazy, reads only the header
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Image.DecompressionBombError:
+            bomb = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            if bomb < MAX_PIXELS:
+                return None
+            raise InputError(f"{path}: more than {bomb:,} pixels is larger than this version encodes ({SIZE_LIMIT}); "
+                             "downscale it first") from None
+        except Exception:  # not a format Pillow knows: PyAV may still read it
+            return None
 
 
 def _decode_picture(path: Path) -> av.VideoFrame:
@@ -132,6 +177,11 @@ class VideoSource(Source):
         if not ctx.width or not ctx.height:
             self.container.close()
             raise InputError(f"{path}: video stream has no frame size")
+        try:
+            check_picture_size(ctx.width, ctx.height, path)
+        except InputError:
+            self.container.close()
+            raise
         self._first: av.VideoFrame | None = None
         self._iter = self._decoded()
         try:
@@ -199,6 +249,7 @@ class FolderSource(Source):
                 (w0, h0), (w1, h1) = list(sizes)[:2]
                 raise InputError(f"{path}: {p.name} is {w1}x{h1} but {files[0].name} is {w0}x{h0}; frames must share one size")
         self.files = files
+        check_picture_size(*next(iter(sizes)), path)
         first = _decode_picture(files[0])
         colour = _colour_of(first)
         self.info = SourceInfo(first.width, first.height, fps or DEFAULT_FPS, len(files), colour, f"{len(files)} PNG frames")
@@ -213,6 +264,9 @@ class ImageSource(Source):
     def __init__(self, path: Path, fps: Fraction | None):
         if not path.is_file():
             raise InputError(f"input not found: {path}")
+        size = _picture_size(path)
+        if size is not None:
+            check_picture_size(*size, path)
         self.frame = _decode_picture(path)
         colour = _colour_of(self.frame)
         self.info = SourceInfo(self.frame.width, self.frame.height, fps or DEFAULT_FPS, 1, colour, f"image {self.frame.format.name}")
@@ -269,27 +323,75 @@ class Sink:
             self.abort()
 
 
+def check_frame_folder_target(path: Path) -> None:
+    """Refuse an existing `path` that -y must not replace with PNG frames: anything but a folder holding only the
+    frames vcodec writes (f00001.png, ...; no subfolders). A home folder given by mistake stays untouched."""
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise InputError(f"will not replace {path}: it is a file, not a folder of PNG frames")
+    try:
+        entries = list(os.scandir(path))
+    except OSError as e:
+        raise OutputError(f"cannot read folder {path}: {e.strerror}") from None
+    for entry in sorted(entries, key=lambda e: e.name):
+        if not (FRAME_NAME.match(entry.name) and entry.is_file(follow_symlinks=False)):
+            raise InputError(f"will not replace {path}: it holds {entry.name!r}, and -y replaces only a folder of PNG "
+                             "frames as vcodec writes them (f00001.png, ...)")
+
+
+def _remove_frames(folder: Path) -> None:
+    """Delete a replaced frame folder: only the frame files, then the folder if that left it empty."""
+    if folder.is_symlink():
+        folder.unlink()
+        return
+    for entry in os.scandir(folder):
+        if FRAME_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass  # something else appeared in it meanwhile: left beside the output rather than deleted
+
+
 def _publish(tmp: Path, final: Path) -> None:
     """Move a finished temp file or folder onto `final`, replacing what -y allowed us to replace."""
-    if final.is_dir() and not tmp.is_dir():
-        raise OutputError(f"{final} is a folder")
-    if final.is_dir():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        if not tmp.is_dir():
+            if final.is_dir():
+                raise OutputError(f"cannot write {final}: it is a folder")
+            os.replace(tmp, final)
+            return
+        if not os.path.lexists(final):
+            os.replace(tmp, final)
+            return
+        if not final.is_dir():
+            raise OutputError(f"cannot write {final}: it is a file, not a folder")
+        check_frame_folder_target(final)  # checked before decoding too; this is in case it changed meanwhile
+        old = tmp.with_name(tmp.name + ".old")
         os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            os.replace(old, final)
+            raise
+        try:
+            _remove_frames(old)
+        except OSError:
+            pass  # the new frames are in place; the old ones stay in the hidden folder beside them
+    except OSError as e:
+        raise OutputError(f"cannot write {final}: {e.strerror or e}") from None
 
 
 class FolderSink(Sink):
     """PNG frames f00001.png, ... in a temp folder that becomes `path` on close."""
 
     def __init__(self, path: Path, digits: int = 5):
-        self.path = path
+        self.path = path = named_path(path)
+        if not path.name:
+            raise InputError(f"cannot write PNG frames to {path}")
         self.digits = digits
-        parent = path.parent if str(path.parent) else Path(".")
+        parent = path.parent
         try:
             self.tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
         except OSError as e:
@@ -417,6 +519,7 @@ def check_sink_path(path: Path, codec: str | None = None, crf: int | None = None
     if is_frame_folder(path):
         if codec or crf is not None:
             raise InputError("--codec/--crf apply to video outputs, not to a folder of PNG frames")
+        check_frame_folder_target(named_path(path))
         return
     if path.suffix.lower() not in _DEFAULT_CODECS:
         raise InputError(f"unsupported output type '{path.suffix}' (use {', '.join(sorted(VIDEO_SUFFIXES))} or a folder)")

@@ -25,3 +25,11 @@ def check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = (), w
         raise OutputError(f"cannot write {output}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"cannot write {output}: folder {parent} is not writable")
+
+
+def named_path(path: str | os.PathLike) -> Path:
+    """`path` with a real last component: '.', '..', 'x/..' and '/' have none, so they become the folder they name."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        return path.resolve()
+    return path
