@@ -2,7 +2,8 @@
 tables. Loading is safetensors only (never a pickle), and a stream names the SHA-256 of the file it was made with.
 
 Shipped models are found next to the package: `vcodec/_models/` in an installed wheel, `models/` in a checkout
-(editable install). VCODEC_MODELS points elsewhere; a path to a .safetensors file works anywhere a name does.
+(editable install). VCODEC_MODELS points elsewhere. A path to a .safetensors file works where the user names a model
+(`--model`); a name read from a stream is only ever looked up among those folders (`load_named`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import copy
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -29,7 +32,12 @@ SUFFIX = ".safetensors"
 WEIGHTS_FORMAT = "1"
 # Pixel path in half precision: plenty for it, and half the file. h_s too: its float copy only serves rate
 # estimates; the coder runs the integer twin stored beside it.
-HALF_PREFIXES = ("g_a.", "g_s.", "h_s.")
+HALF_PREFIXES = ("g_a.", "g_s.", "h_a.")  # computed in fp32; fp16 storage keeps files small
+
+
+# A model name: what a stream may ask for. No path separators, not '.' or '..' or a hidden file.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")
+MODEL_NAME_RULE = "letters, digits, '-', '_' and '.', not starting with '.'"
 
 
 class WeightsError(ModelError):
@@ -53,18 +61,31 @@ def available_models() -> list[str]:
     return sorted(names)
 
 
-def resolve(name_or_path: str | os.PathLike) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == SUFFIX or os.sep in str(name_or_path):
-        if p.is_file():
-            return p
-        raise WeightsError(f"weights file not found: {p}")
+def is_model_name(name: str) -> bool:
+    return bool(_MODEL_NAME.match(name))
+
+
+def find_named(name: str) -> Path:
+    """A model by bare name, among the models folders only: never a path, whatever the name holds."""
+    if not is_model_name(name):
+        raise WeightsError(f"{ascii(name)} is not a model name ({MODEL_NAME_RULE})")
     for d in models_dirs():
-        candidate = d / f"{name_or_path}{SUFFIX}"
+        candidate = d / f"{name}{SUFFIX}"
         if candidate.is_file():
             return candidate
     have = ", ".join(available_models()) or "none"
-    raise WeightsError(f"model '{name_or_path}' not found (available: {have})")
+    raise WeightsError(f"model '{name}' not found (available: {have})")
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """The user's choice of model: a path to a weights file, or a model's name."""
+    p = Path(name_or_path)
+    text = str(name_or_path)
+    if p.suffix == SUFFIX or os.sep in text or (os.altsep and os.altsep in text):
+        if p.is_file():
+            return p
+        raise WeightsError(f"weights file not found: {p}")
+    return find_named(text)
 
 
 def file_hash(path: Path) -> bytes:
@@ -114,8 +135,17 @@ _LOADED: dict[tuple, ModelBundle] = {}
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: torch.device | str = "cpu") -> ModelBundle:
-    """Load (once per process: bundles are cached by file identity and device) a model file."""
-    path = resolve(name_or_path)
+    """Load (once per process: bundles are cached by file identity and device) a model file: the user's choice, a
+    name or a path. For a name read from a stream, use load_named."""
+    return _cached(resolve(name_or_path), device)
+
+
+def load_named(name: str, device: torch.device | str = "cpu") -> ModelBundle:
+    """Load a shipped model by bare name (what a stream's header says): never opens a path the name spells."""
+    return _cached(find_named(name), device)
+
+
+def _cached(path: Path, device: torch.device | str) -> ModelBundle:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
     if key not in _LOADED:
@@ -137,10 +167,12 @@ def _load(path: Path, device: torch.device | str) -> ModelBundle:
         model = IntraModel(config)
         own = model.state_dict()
         state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
-        if set(state) != set(own):
+        h_s = IntegerHyperSynthesis.from_tensors(tensors)
+        if not any(k.startswith("h_s.") for k in state):  # stored only as integers (files since Nov 2026)
+            state.update(_float_h_s(model, h_s))
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
             raise WeightsError(f"{path}: network tensors do not match the model's layout")
         model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-        h_s = IntegerHyperSynthesis.from_tensors(tensors)
         gaussian = _ragged_from(tensors, "tables.gaussian")
         z_tables = _ragged_from(tensors, "tables.z")
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
@@ -150,6 +182,18 @@ def _load(path: Path, device: torch.device | str) -> ModelBundle:
     model.eval().to(device)
     name = meta.get("vcodec.name", path.stem)
     return ModelBundle(name, path, file_hash(path), config, model, h_s, gaussian, z_tables, meta)
+
+
+def _float_h_s(model: IntraModel, h_s: IntegerHyperSynthesis) -> dict[str, torch.Tensor]:
+    """The float h_s's state, rebuilt from the integer twin the file stores."""
+    names = [name for name, m in model.h_s.named_children() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    pairs = h_s.float_weights()
+    if len(names) != len(pairs):
+        raise ValueError("integer h_s has the wrong number of layers")
+    state = {}
+    for name, (w, b) in zip(names, pairs):
+        state[f"h_s.{name}.weight"], state[f"h_s.{name}.bias"] = w.float(), b.float()
+    return state
 
 
 @torch.no_grad()
@@ -169,6 +213,8 @@ def export(model: IntraModel, path: Path, name: str, info: dict | None = None) -
     model = model.float().cpu().eval()
     tensors = {}
     for k, v in model.state_dict().items():
+        if k.startswith("h_s."):
+            continue  # stored once, as the integer twin below (load rebuilds the float h_s from it)
         keep_half = k.startswith(HALF_PREFIXES) and v.is_floating_point()
         tensors[f"net.{k}"] = v.detach().to(torch.float16 if keep_half else torch.float32).contiguous()
     scales = T.scale_table()

@@ -9,8 +9,12 @@ sum stays below 2^53, so any summation order (any BLAS, any thread count) gives 
 Rescaling is an exact power-of-two division followed by floor(x + 1/2). The scale index is an integer
 comparison of the last layer's accumulator with integer thresholds, so no exp/log runs on the decision path.
 
-Bounds (checked at export): |z| <= Z_CLAMP, activations <= ACT_MAX = 2^22, |weight| < 2^WEIGHT_BITS = 2^15,
-fan-in <= 2^11 -> every partial sum < 2^(22 + 15 + 11) = 2^48 (plus the bias).
+Bounds (checked at export): |z| <= Z_CLAMP = 2^14 and activations <= ACT_MAX = 2^22 (so every input is
+<= 2^22), |weight| < 2^WEIGHT_BITS = 2^15, fan-in <= MAX_FAN_IN = 2^14, |bias| < BIAS_LIMIT = 2^50. Every product
+is then < 2^(22 + 15) = 2^37 and every partial sum, bias included, < 2^(37 + 14) + 2^50 = 2^51 + 2^50 < 2^52:
+below 2^53, so each is an exactly representable integer whatever the order of summation, with a factor of two
+to spare (and floor(acc * 2^-k + 1/2) stays exact too). A fan-in of 2^14 covers h_s up to M = 1213 latent
+channels (its widest layer has fan-in 9 * 3M/2); the standard N=128 / M=192 needs 2592.
 """
 
 from __future__ import annotations
@@ -26,12 +30,38 @@ ACT_FRAC_BITS = 8
 ACT_MAX = float(2**22)
 WEIGHT_BITS = 15
 Z_CLAMP = float(2**14)
-MAX_FAN_IN = 2**11
+MAX_FAN_IN = 2**14
+BIAS_LIMIT = 2.0**50
 EXACT_LIMIT = 2.0**53
 
 
 def _round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
+
+
+def fan_in(m: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """Most products summed into one output: a transposed convolution of stride s sees ceil(k / s) taps per axis."""
+    transposed = isinstance(m, nn.ConvTranspose2d)
+    # weight: (C_out, C_in / groups, kh, kw) for a convolution, (C_in, C_out / groups, kh, kw) transposed.
+    cin = m.weight.shape[0] // m.groups if transposed else m.weight.shape[1]
+    kh, kw = m.weight.shape[2:]
+    sh, sw = m.stride if transposed else (1, 1)
+    return cin * math.ceil(kh / sh) * math.ceil(kw / sw)
+
+
+def check_exportable(h_s: nn.Sequential) -> None:
+    """Raise ValueError when `h_s` cannot get an exact integer twin (wrong layer kinds or a fan-in over MAX_FAN_IN).
+
+    The trainer calls this before a run starts, so no one trains for hours a model that cannot be exported."""
+    mods = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    others = [m for m in h_s if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    if any(not isinstance(m, nn.ReLU) for m in others) or len(others) != len(mods) - 1:
+        raise ValueError("integer h_s supports convolutions separated by ReLU only")
+    for i, m in enumerate(mods):
+        if fan_in(m) > MAX_FAN_IN:
+            raise ValueError(
+                f"h_s layer {i} has fan-in {fan_in(m)} > {MAX_FAN_IN}: its integer twin could lose exactness"
+            )
 
 
 class IntegerHyperSynthesis:
@@ -45,10 +75,8 @@ class IntegerHyperSynthesis:
     # -- export ----------------------------------------------------------------------------------------------
     @classmethod
     def from_float(cls, h_s: nn.Sequential, log_thresholds: np.ndarray) -> "IntegerHyperSynthesis":
+        check_exportable(h_s)
         mods = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        kinds = [m for m in h_s if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        if any(not isinstance(m, nn.ReLU) for m in kinds) or len(kinds) != len(mods) - 1:
-            raise ValueError("integer h_s supports convolutions separated by ReLU only")
         layers = []
         in_exp = 0  # z is integer
         for i, m in enumerate(mods):
@@ -57,13 +85,9 @@ class IntegerHyperSynthesis:
             exp = int(math.floor(math.log2((2**WEIGHT_BITS - 1) / float(w.abs().max()))))
             w_int = torch.round(w * 2.0**exp)
             b_int = torch.round(b * 2.0 ** (exp + in_exp))
-            if float(b_int.abs().max()) >= 2.0**50:
+            if float(b_int.abs().max()) >= BIAS_LIMIT:
                 raise ValueError(f"layer {i} bias too large for exact integer sums")
             transposed = isinstance(m, nn.ConvTranspose2d)
-            cin = w.shape[0] if transposed else w.shape[1]
-            fan_in = cin * math.ceil(w.shape[2] / m.stride[0]) * math.ceil(w.shape[3] / m.stride[1])
-            if fan_in > MAX_FAN_IN:
-                raise ValueError(f"layer {i} has fan-in {fan_in} > {MAX_FAN_IN}: integer sums could lose exactness")
             layers.append(dict(
                 kind="deconv" if transposed else "conv", weight=w_int, bias=b_int, exp=exp,
                 stride=m.stride[0], padding=m.padding[0], output_padding=m.output_padding[0] if transposed else 0,
@@ -90,11 +114,16 @@ class IntegerHyperSynthesis:
         while f"{prefix}{i}.weight" in tensors:
             exp, stride, padding, output_padding, transposed = tensors[f"{prefix}{i}.geometry"].tolist()
             weight = tensors[f"{prefix}{i}.weight"].to(torch.float64)
-            if weight.abs().max() >= 2**WEIGHT_BITS:
-                raise ValueError("integer weights exceed their bound")
+            bias = tensors[f"{prefix}{i}.bias"]
+            if weight.dim() != 4 or weight.abs().max() >= 2**WEIGHT_BITS or bias.abs().max() >= BIAS_LIMIT:
+                raise ValueError("integer weights or biases exceed their bounds")
+            step = max(1, stride) if transposed else 1
+            taps = math.ceil(weight.shape[2] / step) * math.ceil(weight.shape[3] / step)
+            if weight.shape[0 if transposed else 1] * taps > MAX_FAN_IN:  # a hostile file must not break exactness
+                raise ValueError(f"integer h_s layer {i} has a fan-in over {MAX_FAN_IN}")
             layers.append(dict(
                 kind="deconv" if transposed else "conv", weight=weight,
-                bias=tensors[f"{prefix}{i}.bias"].to(torch.float64), exp=exp, stride=stride, padding=padding,
+                bias=bias.to(torch.float64), exp=exp, stride=stride, padding=padding,
                 output_padding=output_padding,
             ))
             i += 1
@@ -102,6 +131,15 @@ class IntegerHyperSynthesis:
             raise ValueError("no integer hyper-synthesis in these weights")
         out_exp = layers[-1]["exp"] + ACT_FRAC_BITS
         return cls(layers, tensors[f"{prefix}thresholds"].to(torch.float64).numpy(), out_exp)
+
+    def float_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) of each layer as the float network's values, exactly what the integers stand for. Model
+        files store h_s only in this integer form; the float h_s (training, evaluation) is rebuilt from it."""
+        out, in_exp = [], 0
+        for layer in self.layers:
+            out.append((layer["weight"] * 2.0 ** -layer["exp"], layer["bias"] * 2.0 ** -(layer["exp"] + in_exp)))
+            in_exp = ACT_FRAC_BITS
+        return out
 
     # -- inference -------------------------------------------------------------------------------------------
     @torch.no_grad()
