@@ -52,6 +52,13 @@ def _parse_fps(text: Optional[str]) -> Optional[Fraction]:
     return value
 
 
+def _parse_quality(text: str) -> float:
+    try:
+        return Q.parse(text)
+    except ValueError as e:
+        raise InputError(f"-q/--quality: {e}") from None
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -62,7 +69,8 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
-        transient=False,
+        # The bar goes when the command ends: the summary (stdout) or the error (stderr) is then the one line left.
+        transient=True,
     )
 
 
@@ -97,7 +105,8 @@ def _root(
 def encode(
     input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, or one image."),
     output: Path = typer.Argument(..., help="The .hfc stream to write."),
-    quality: float = typer.Option(Q.DEFAULT_QUALITY, "-q", "--quality", help="0 (fewest bits) .. 7 (best quality); fractions interpolate."),
+    quality: str = typer.Option(str(Q.DEFAULT_QUALITY), "-q", "--quality",
+                                help="0 (fewest bits) .. 7 (best quality), fractions interpolate; or low, med, high (1, 4, 6)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Encode at most this many frames."),
     start: int = typer.Option(0, "--start", help="Skip this many frames first."),
     gop: Optional[int] = typer.Option(None, "--gop", help="Distance between I-frames (every frame is an I-frame in this version)."),
@@ -110,6 +119,7 @@ def encode(
     """Encode a video into a .hfc stream."""
     from vcodec import api
 
+    q = _parse_quality(quality)  # usage errors before any progress bar is drawn
     with _progress() as bar:
         state = {}
 
@@ -128,7 +138,7 @@ def encode(
             note = f"{bpp:.4f} bpp" + (f"  {state['psnr_sum'] / n:.2f} dB" if score is not None else "")
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
-        result = api.encode(input, output, quality, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
+        result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
                             on_start, on_frame)
     line = (
         f"{result.frames} frames {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
@@ -228,7 +238,7 @@ def train_intra(
     m: int = typer.Option(128, "--latent-channels", help="M: channels of y (new runs only)."),
     metric: str = typer.Option("mse", "--metric", help="mse or ms-ssim."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-    amp: bool = typer.Option(False, "--amp", help="bf16 autocast (GPU)."),
+    amp: bool = typer.Option(False, "--amp", help="bf16 autocast (GPU; also runs on CPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out image folder evaluated every --val-every steps."),
     val_every: int = typer.Option(2000, "--val-every"),
@@ -238,6 +248,9 @@ def train_intra(
     experiments: Path = typer.Option(Path("experiments"), "--experiments"),
     half: bool = typer.Option(False, "--half", help="Write a small hand-back checkpoint (bf16 weights, no optimizer state)."),
     seed: int = typer.Option(0, "--seed"),
+    vimeo_frames: int = typer.Option(1, "--vimeo-frames", help="Frames per Vimeo-90k septuplet (1: im4; 2: im1, im7)."),
+    video_every: int = typer.Option(25, "--video-every", help="Use one frame in so many from video sources."),
+    data_gib: float = typer.Option(4.0, "--data-gib", help="Memory budget for decoded training pictures (GiB); Vimeo is sampled to fit."),
 ) -> None:
     """Train (or continue training) the variable-rate intra model for one chunk."""
     from vcodec.train.loop import TrainOptions, train_intra as run
@@ -246,7 +259,7 @@ def train_intra(
         data=data, out=out_dir, resume=resume, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop, lr=lr,
         lr_final=lr_final, decay_from=decay_from, n=n, m=m, metric=metric, device=device, amp=amp, threads=threads,
         val=val, val_every=val_every, save_every=save_every, log_every=log_every, name=name, experiments=experiments,
-        half=half, seed=seed,
+        half=half, seed=seed, vimeo_frames=vimeo_frames, video_every=video_every, data_gib=data_gib,
     )
     result = run(opts, say=lambda s: err.print(s, highlight=False))
     if result["rank"] == 0:

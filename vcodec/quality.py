@@ -24,3 +24,18 @@ def lambda_of(q: float) -> float:
     lo = min(int(math.floor(q)), MAX_QUALITY - 1)
     t = q - lo
     return math.exp((1 - t) * math.log(LAMBDAS[lo]) + t * math.log(LAMBDAS[lo + 1]))
+
+
+def parse(text: str) -> float:
+    """A quality as a user writes it: a number in 0..7 (fractions interpolate) or a regime name (low, med, high)."""
+    name = text.strip().lower()
+    if name in REGIMES:
+        return float(REGIMES[name])
+    try:
+        q = float(name)
+    except ValueError:
+        raise ValueError(f"quality must be a number in {MIN_QUALITY}..{MAX_QUALITY} or one of "
+                         f"{', '.join(REGIMES)}, got '{text}'") from None
+    if not MIN_QUALITY <= q <= MAX_QUALITY:  # also refuses nan
+        raise ValueError(f"quality must be in {MIN_QUALITY}..{MAX_QUALITY}, got {text}")
+    return q

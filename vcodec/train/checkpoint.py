@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from vcodec.errors import InputError
+
 SHARD_BYTES = 14 * 1024 * 1024
 STATE_FILE = "state.json"
 
@@ -97,7 +99,7 @@ def save_checkpoint(
 def read_state(folder: Path) -> dict:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a training checkpoint (no {STATE_FILE})")
+        raise InputError(f"{folder} is not a training checkpoint (no {STATE_FILE})")
     return json.loads(path.read_text())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from vcodec.errors import InputError
 from vcodec.networks.intra import IntraConfig, IntraModel
 from vcodec.train.checkpoint import load_checkpoint, read_state
 from vcodec.weights import SUFFIX, export
@@ -13,7 +14,7 @@ from vcodec.weights import SUFFIX, export
 def export_checkpoint(checkpoint: Path, name: str, models: Path = Path("models")) -> tuple[Path, bytes]:
     state = read_state(checkpoint)
     if state.get("kind") != "intra":
-        raise ValueError(f"{checkpoint} is not an intra checkpoint")
+        raise InputError(f"{checkpoint} is not an intra checkpoint")
     model = IntraModel(IntraConfig(**state["config"]))
     load_checkpoint(checkpoint, model)
     info = {

@@ -18,11 +18,13 @@ from pathlib import Path
 import torch
 
 from vcodec import quality as Q
+from vcodec.errors import InputError
 from vcodec.metrics import psnr_from_mse
-from vcodec.networks.intra import IntraConfig, IntraModel
+from vcodec.networks.integer import check_exportable
+from vcodec.networks.intra import STRIDE_Z, IntraConfig, IntraModel
 from vcodec.train.checkpoint import load_checkpoint, read_state, save_checkpoint
-from vcodec.train.data import CropSampler, load_sources
-from vcodec.train.losses import rd_loss
+from vcodec.train.data import DEFAULT_MAX_GIB, CropSampler, load_sources
+from vcodec.train.losses import METRICS, rd_loss
 from vcodec.train.validate import evaluate_folder
 
 
@@ -54,6 +56,9 @@ class TrainOptions:
     name: str | None = None
     half: bool = False  # hand-back checkpoint: bf16 weights, no optimizer state
     clip_grad: float = 1.0
+    vimeo_frames: int = 1  # frames taken from each Vimeo-90k septuplet
+    video_every: int = 25  # one frame in so many from video sources
+    data_gib: float | None = DEFAULT_MAX_GIB  # memory budget of the decoded training pictures (None: none)
     extra: dict = field(default_factory=dict)
 
 
@@ -150,8 +155,42 @@ def _time_is_up(deadline: float, world: int, device: torch.device) -> bool:
     return bool(flag.item())
 
 
+def check_options(opts: TrainOptions) -> None:
+    """User errors that are cheap to see, refused before any data is loaded or any process group started."""
+    if opts.metric not in METRICS:
+        raise InputError(f"--metric: unknown distortion metric {opts.metric!r} (one of {', '.join(METRICS)})")
+    if opts.crop < STRIDE_Z or opts.crop % STRIDE_Z:
+        raise InputError(f"--crop must be a positive multiple of {STRIDE_Z}, not {opts.crop}")
+    if opts.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, not {opts.batch_size}")
+    if opts.steps is not None and opts.steps < 0:
+        raise InputError(f"--steps must be >= 0, not {opts.steps}")
+    if opts.vimeo_frames < 1 or opts.video_every < 1:
+        raise InputError("frames per Vimeo septuplet and the video sampling interval must be >= 1")
+    if opts.data_gib is not None and opts.data_gib <= 0:
+        raise InputError(f"the data memory budget must be > 0 GiB, not {opts.data_gib}")
+    for root in opts.data:
+        if not Path(root).exists():
+            raise InputError(f"training data not found: {root}")
+    if opts.val is not None and not Path(opts.val).is_dir():
+        raise InputError(f"--val: no folder {opts.val}")
+
+
+def check_exportable_config(config: IntraConfig) -> None:
+    """A model whose integer h_s could not be exact can never ship: refuse it before training, not at export."""
+    try:
+        check_exportable(IntraModel(config).h_s)
+    except ValueError as e:
+        raise InputError(
+            f"a model with N={config.n}, M={config.m} could not be exported ({e}); use fewer latent channels"
+        ) from None
+
+
 def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
+    check_options(opts)
+    config = IntraConfig(**read_state(opts.resume)["config"]) if opts.resume else IntraConfig(n=opts.n, m=opts.m)
+    check_exportable_config(config)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -174,15 +213,13 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     torch.manual_seed(opts.seed + rank)
 
     state: dict = {"step": 0}
-    config = IntraConfig(n=opts.n, m=opts.m)
-    if opts.resume:
-        prior = read_state(opts.resume)
-        config = IntraConfig(**prior["config"])
     model = IntraModel(config).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # 1.5x faster convolutions on CPU (oneDNN)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    pictures = load_sources(opts.data, opts.crop)
+    data_bytes = None if opts.data_gib is None else int(opts.data_gib * 2**30)
+    pictures = load_sources(opts.data, opts.crop, video_every=opts.video_every, vimeo_frames=opts.vimeo_frames,
+                            max_bytes=data_bytes, say=say if rank == 0 else _quiet)
     sampler = CropSampler(pictures, opts.crop, device, seed=opts.seed + 1000 * rank)
     total = opts.steps
     if opts.resume:

@@ -8,6 +8,7 @@ from vcodec.metrics import ms_ssim, mse
 
 # MS-SSIM is on a different scale than 255^2 * MSE; this factor maps each quality's lambda to a comparable rate.
 MS_SSIM_LAMBDA_FACTOR = 2400.0
+METRICS = ("mse", "ms-ssim")
 
 
 def rd_loss(x: torch.Tensor, out: dict[str, torch.Tensor], lam: torch.Tensor, metric: str = "mse") -> dict:
