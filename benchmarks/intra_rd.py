@@ -3,7 +3,7 @@
     python benchmarks/intra_rd.py ../shared/data/val --json benchmarks/results/intra_rd.json
 
 Every rate is a real file: the whole .hfc stream for vcodec (header and index included), the JPEG/WebP file from
-Pillow, the x265 elementary stream's packet sizes (BPG-like: one intra frame, YCbCr 4:4:4, BT.601 full range).
+Pillow, the x265 elementary stream's packet sizes without its informational SEI (BPG-like: one intra frame, YCbCr 4:4:4, BT.601 full range).
 PSNR-RGB is measured on the decoded 8-bit RGB pixels and, like bpp, averaged over images (as CompressAI does).
 BD-rates and BD-PSNR (PSNR-RGB) of vcodec against each anchor come from vcodec/bdrate.py (the bjontegaard
 package, Akima).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -85,7 +86,9 @@ def x265_intra(rgb: np.ndarray, crf: int) -> tuple[int, np.ndarray]:
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv444p"
     enc.time_base = Fraction(1, 25)
     enc.color_range = 2
-    enc.options = {"crf": str(crf), "preset": "medium", "x265-params": "keyint=1:log-level=error"}
+    # info=0: no SEI with x265's version and options as text (2.3 KB, half the bits of a small picture), which is
+    # not picture data; BPG does not write it either.
+    enc.options = {"crf": str(crf), "preset": "medium", "x265-params": "keyint=1:info=0:log-level=error"}
     packets = list(enc.encode(frame)) + list(enc.encode(None))
     size = sum(p.size for p in packets)
     dec = av.CodecContext.create("hevc", "r")
@@ -124,7 +127,10 @@ def main() -> int:
     bundle = weights.load(args.model)
     work = Path(tempfile.mkdtemp(prefix="vcodec-intra-rd-"))
     t0 = time.perf_counter()
-    ours = curve([vcodec_point(images, float(q), args.model, args.device, work) for q in args.qualities.split(",")])
+    try:
+        ours = curve([vcodec_point(images, float(q), args.model, args.device, work) for q in args.qualities.split(",")])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     anchors = {
         "JPEG (Pillow)": curve([pillow_point(images, "JPEG", q) for q in JPEG_QUALITIES]),
         "WebP (Pillow, method 6)": curve([pillow_point(images, "WEBP", q) for q in WEBP_QUALITIES]),

@@ -142,7 +142,8 @@ def test_baseline_keeps_the_gop_and_more_bits_buy_quality(name):
         decoded[crf] = pictures
     low, high = BASELINES[name].crf_max - 8, 20
     for crf in (low, high):
-        assert coded[crf].frames == coded[crf].packets == 4  # no B-frame reordering, nothing held back
+        assert coded[crf].frames == coded[crf].packets == 4  # nothing held back
+        assert coded[crf].pts == [0, 1, 2, 3]  # coded in display order: no B-frames
         assert coded[crf].keyframes == [0, 2]  # keyint = GOP, no scene-cut key frames
         assert [f.shape for f in decoded[crf]] == [(64, 96, 3)] * 4
     assert coded[high].bits > coded[low].bits

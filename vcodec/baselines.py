@@ -112,6 +112,7 @@ class Coded:
     uncounted_bits: int  # that SEI
     packets: int
     keyframes: list[int]  # packet indices flagged as key frames
+    pts: list[int | None]  # presentation time of each packet in coded order: 0, 1, 2, ... when nothing is reordered
     encode_seconds: float
     decode_seconds: float
     frames: int
@@ -207,7 +208,8 @@ def code(
         take(pictures)
     if decoded != len(frames):
         raise RuntimeError(f"{baseline.name} at CRF {crf}: {len(frames)} frames in, {decoded} decoded")
-    return Coded(bits, info_bits, len(packets), keyframes, encode_seconds, decode_seconds, decoded)
+    return Coded(bits, info_bits, len(packets), keyframes, [p.pts for p in packets], encode_seconds, decode_seconds,
+                 decoded)
 
 
 def warm_up(baseline: Baseline, rgb: np.ndarray, pix_fmt: str = "yuv420p") -> None:
