@@ -95,3 +95,12 @@ def test_damaged_substream_is_reported(gaussian_coder):
         gaussian_coder.decode(data[:-1], which)
     with pytest.raises(CorruptPayload):
         gaussian_coder.decode(data + b"\x01\x00\x00\x00", which)
+
+
+def test_substream_ending_in_a_zero_word_is_reported(gaussian_coder):
+    """constriction refuses such a buffer when the coder is built, before any symbol: found by fuzz_streams.py."""
+    which = np.arange(64)
+    data = gaussian_coder.encode(np.arange(64) - 32, which)
+    for damaged in (data + b"\x00" * 4, b"\x00" * 4):
+        with pytest.raises(CorruptPayload):
+            gaussian_coder.decode(damaged, which)

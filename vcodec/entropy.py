@@ -86,7 +86,10 @@ class TableCoder:
         which = np.asarray(which).reshape(-1).astype(np.int64)
         if len(data) % 4:
             raise CorruptPayload("substream length is not a whole number of 32-bit words")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        try:  # constriction refuses some words at construction already (e.g. a last word of zero)
+            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except (ValueError, RuntimeError) as e:
+            raise CorruptPayload(f"entropy decoder failed: {e}") from None
         order = np.argsort(which, kind="stable")
         counts = np.bincount(which, minlength=len(self.tables))
         positions = np.empty(which.size, dtype=np.int64)
