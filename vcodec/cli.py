@@ -59,6 +59,17 @@ def _parse_quality(text: str) -> float:
         raise InputError(f"-q/--quality: {e}") from None
 
 
+def _parse_lambda_range(text: Optional[str]) -> Optional[tuple[float, float]]:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+        Q.lambda_table(low, high)
+    except ValueError:
+        raise InputError(f"--lambda-range: expected LOW,HIGH with 0 < LOW < HIGH, got '{text}'") from None
+    return low, high
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -251,6 +262,7 @@ def train_intra(
     vimeo_frames: int = typer.Option(1, "--vimeo-frames", help="Frames per Vimeo-90k septuplet (1: im4; 2: im1, im7)."),
     video_every: int = typer.Option(25, "--video-every", help="Use one frame in so many from video sources."),
     data_gib: float = typer.Option(4.0, "--data-gib", help="Memory budget for decoded training pictures (GiB); Vimeo is sampled to fit."),
+    lambda_range: Optional[str] = typer.Option(None, "--lambda-range", help="LOW,HIGH: the lambdas of q=0 and q=7, log-spaced between (default 0.0009,0.0932; a resumed run keeps its own unless given)."),
 ) -> None:
     """Train (or continue training) the variable-rate intra model for one chunk."""
     from vcodec.train.loop import TrainOptions, train_intra as run
@@ -260,6 +272,7 @@ def train_intra(
         lr_final=lr_final, decay_from=decay_from, n=n, m=m, metric=metric, device=device, amp=amp, threads=threads,
         val=val, val_every=val_every, save_every=save_every, log_every=log_every, name=name, experiments=experiments,
         half=half, seed=seed, vimeo_frames=vimeo_frames, video_every=video_every, data_gib=data_gib,
+        lambda_range=_parse_lambda_range(lambda_range),
     )
     result = run(opts, say=lambda s: err.print(s, highlight=False))
     if result["rank"] == 0:

@@ -17,13 +17,22 @@ DEFAULT_QUALITY = 4
 REGIMES = {"low": 1, "med": 4, "high": 6}
 
 
-def lambda_of(q: float) -> float:
+def lambda_of(q: float, table: tuple[float, ...] = LAMBDAS) -> float:
     """lambda of a (possibly fractional) quality: geometric interpolation between neighbouring levels."""
-    if not MIN_QUALITY <= q <= MAX_QUALITY:
-        raise ValueError(f"quality must be in {MIN_QUALITY}..{MAX_QUALITY}, got {q}")
-    lo = min(int(math.floor(q)), MAX_QUALITY - 1)
+    if not MIN_QUALITY <= q <= len(table) - 1:
+        raise ValueError(f"quality must be in {MIN_QUALITY}..{len(table) - 1}, got {q}")
+    lo = min(int(math.floor(q)), len(table) - 2)
     t = q - lo
-    return math.exp((1 - t) * math.log(LAMBDAS[lo]) + t * math.log(LAMBDAS[lo + 1]))
+    return math.exp((1 - t) * math.log(table[lo]) + t * math.log(table[lo + 1]))
+
+
+def lambda_table(lowest: float, highest: float, levels: int = LEVELS) -> tuple[float, ...]:
+    """A model's lambdas, log-spaced from `lowest` (q = 0) to `highest` (the top level). The table is a training
+    choice stored with each model: the decoder never needs it, only the gains learned for it."""
+    if not (0 < lowest < highest and math.isfinite(highest)) or levels < 2:
+        raise ValueError(f"a lambda range needs 0 < lowest < highest, got {lowest}, {highest}")
+    step = (math.log(highest) - math.log(lowest)) / (levels - 1)
+    return tuple(float(f"{math.exp(math.log(lowest) + k * step):.6g}") for k in range(levels))
 
 
 def parse(text: str) -> float:

@@ -10,6 +10,7 @@ with the entropy coder.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass
 
@@ -24,6 +25,7 @@ from vcodec.networks.priors import FactorizedPrior, bits, gaussian_likelihood
 SIGMA_MIN, SIGMA_MAX = 0.11, 256.0
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
 STRIDE_Y, STRIDE_Z = 16, 64
+GAIN_REFERENCE_LAMBDA = 0.013  # the lambda whose gains start at 1
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,17 @@ class IntraConfig:
     n: int = 64  # channels of the transforms and of z
     m: int = 96  # channels of y
     levels: int = Q.LEVELS
+    # The lambda each quality level was trained for (training only; files without it used quality.LAMBDAS).
+    lambdas: tuple[float, ...] = Q.LAMBDAS
+
+    def __post_init__(self):
+        lambdas = tuple(float(v) for v in self.lambdas)
+        if len(lambdas) != self.levels or any(not 0 < a < b for a, b in zip(lambdas, lambdas[1:])) or lambdas[0] <= 0:
+            raise ValueError(f"lambdas must be {self.levels} increasing positive numbers, got {list(self.lambdas)}")
+        object.__setattr__(self, "lambdas", lambdas)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "lambdas": list(self.lambdas)}
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -63,12 +73,28 @@ class IntraModel(nn.Module):
         )
         self.z_prior = FactorizedPrior(n)
         # Gains start at sqrt(lambda / lambda_ref): at high rate the best quantizer step scales as 1/sqrt(lambda).
-        ref = Q.LAMBDAS[Q.DEFAULT_QUALITY]
-        init = torch.tensor([0.5 * math.log(lam / ref) for lam in Q.LAMBDAS[: config.levels]])
+        init = torch.tensor([0.5 * math.log(lam / GAIN_REFERENCE_LAMBDA) for lam in config.lambdas])
         self.log_gain = nn.Parameter(init[:, None].repeat(1, m))
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, m))
 
     # -- quality -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def retarget(self, lambdas: tuple[float, ...]) -> None:
+        """Move the gain tables to a new lambda table, for a fine-tune that widens or narrows the rate range: each
+        new level starts from the learned gains interpolated at its lambda (linear in log lambda, and extrapolated
+        along the end segments beyond the old range), so training resumes from a consistent model."""
+        config = IntraConfig(self.config.n, self.config.m, len(lambdas), tuple(lambdas))
+        if config.levels != self.config.levels:
+            raise ValueError("a new lambda table must have as many levels as the model")
+        old = [math.log(v) for v in self.config.lambdas]
+        for table in (self.log_gain, self.log_inv_gain):
+            rows = table.detach().clone()  # every new row reads the old rows
+            for k, lam in enumerate(config.lambdas):
+                x = math.log(lam)
+                i = min(max(bisect.bisect_left(old, x), 1), len(old) - 1)  # segment [i-1, i], or an end segment
+                t = (x - old[i - 1]) / (old[i] - old[i - 1])
+                table.data[k] = (1 - t) * rows[i - 1] + t * rows[i]
+        self.config = config
     def _interpolated(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         q = q.to(table.device, torch.float32).clamp(0, self.config.levels - 1)
         lo = q.floor().long().clamp(max=self.config.levels - 2)

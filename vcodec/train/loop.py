@@ -59,6 +59,7 @@ class TrainOptions:
     vimeo_frames: int = 1  # frames taken from each Vimeo-90k septuplet
     video_every: int = 25  # one frame in so many from video sources
     data_gib: float | None = DEFAULT_MAX_GIB  # memory budget of the decoded training pictures (None: none)
+    lambda_range: tuple[float, float] | None = None  # (q=0, top level); None: quality.LAMBDAS, or the checkpoint's
     extra: dict = field(default_factory=dict)
 
 
@@ -77,10 +78,10 @@ def learning_rate(opts: TrainOptions, step: int, total: int | None) -> float:
     return math.exp((1 - t) * math.log(opts.lr) + t * math.log(opts.lr_final))
 
 
-def lambdas_of(q: torch.Tensor) -> torch.Tensor:
+def lambdas_of(q: torch.Tensor, lambdas: tuple[float, ...] = Q.LAMBDAS) -> torch.Tensor:
     """Vectorized quality.lambda_of: geometric interpolation of the lambda table."""
-    table = torch.log(torch.tensor(Q.LAMBDAS, dtype=torch.float32, device=q.device))
-    lo = q.floor().long().clamp(max=Q.LEVELS - 2)
+    table = torch.log(torch.tensor(lambdas, dtype=torch.float32, device=q.device))
+    lo = q.floor().long().clamp(max=len(lambdas) - 2)
     t = q - lo
     return torch.exp((1 - t) * table[lo] + t * table[lo + 1])
 
@@ -169,6 +170,11 @@ def check_options(opts: TrainOptions) -> None:
         raise InputError("frames per Vimeo septuplet and the video sampling interval must be >= 1")
     if opts.data_gib is not None and opts.data_gib <= 0:
         raise InputError(f"the data memory budget must be > 0 GiB, not {opts.data_gib}")
+    if opts.lambda_range is not None:
+        try:
+            Q.lambda_table(*opts.lambda_range)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"--lambda-range: {e}") from None
     for root in opts.data:
         if not Path(root).exists():
             raise InputError(f"training data not found: {root}")
@@ -190,6 +196,9 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
     check_options(opts)
     config = IntraConfig(**read_state(opts.resume)["config"]) if opts.resume else IntraConfig(n=opts.n, m=opts.m)
+    lambdas = Q.lambda_table(*opts.lambda_range) if opts.lambda_range else config.lambdas
+    if not opts.resume:
+        config = IntraConfig(n=opts.n, m=opts.m, lambdas=lambdas)
     check_exportable_config(config)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -234,6 +243,13 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
         total = opts.steps or state.get("total_steps")
         if rank == 0:
             say(f"resumed {opts.resume} at step {state['step']}")
+        if lambdas != config.lambdas:  # a fine-tune to another rate range: same weights, gains moved to the new table
+            model.retarget(lambdas)
+            for p in (model.log_gain, model.log_inv_gain):
+                optimizer.state.pop(p, None)  # their moments belonged to the old levels
+            if rank == 0:
+                say(f"lambda table {list(config.lambdas)} -> {list(lambdas)}; gains interpolated")
+            config = model.config
     train_model = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -283,7 +299,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
         q = torch.rand(opts.batch_size, device=device) * (Q.LEVELS - 1)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=opts.amp):
             out = train_model(x, q)
-        parts = rd_loss(x, {k: v.float() for k, v in out.items()}, lambdas_of(q), opts.metric)
+        parts = rd_loss(x, {k: v.float() for k, v in out.items()}, lambdas_of(q, config.lambdas), opts.metric)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         if opts.clip_grad:
