@@ -1,4 +1,4 @@
-"""Shared fixtures: the shipped model, the bundled sample clip, and small streams made from it."""
+"""Shared fixtures: the shipped model, the bundled sample clip, small streams made from it, tiny training runs."""
 
 from __future__ import annotations
 
@@ -40,6 +40,20 @@ def read_video(path: Path) -> tuple[list[np.ndarray], object]:
         return list(src.frames()), src.info.fps
 
 
+def h_s_on_one_and_two_threads(bundle, z: np.ndarray):
+    """The integer h_s's (mu, scale index) for z, after checking that 1 and 2 torch threads give the same bits."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        mu1, idx1 = bundle.h_s(z)
+        torch.set_num_threads(2)
+        mu2, idx2 = bundle.h_s(z)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(mu1, mu2) and np.array_equal(idx1, idx2)
+    return mu1, idx1
+
+
 @pytest.fixture(scope="session")
 def bundle():
     from vcodec import weights
@@ -64,3 +78,40 @@ def tiny_stream(tmp_path_factory) -> Path:
     out = root / "tiny.hfc"
     api.encode(frames, out, quality=1, fps=25)
     return out
+
+
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory) -> Path:
+    """Eight 256x272 training pictures cut from the sample clip."""
+    root = tmp_path_factory.mktemp("pictures")
+    frames = sample_frames(4, start=0)
+    return write_pngs(root, [f[:, i * 150 : i * 150 + 256] for f in frames for i in range(2)])
+
+
+def train_options(pictures: Path, out: Path, **kw):
+    """Options of a tiny training run (N=8, M=16, 64x64 crops) that takes seconds on one CPU thread."""
+    from vcodec.train.loop import TrainOptions
+
+    base = dict(data=[pictures], out=out, n=8, m=16, batch_size=2, crop=64, lr=2e-3, threads=1, log_every=5,
+                save_every=1000, experiments=out.parent / "exp", device="cpu")
+    return TrainOptions(**{**base, **kw})
+
+
+def fixed_loss(checkpoint: Path, pictures: Path, metric: str = "mse") -> float:
+    """RD loss of a checkpoint on fixed crops at fixed qualities (training's own loss is noisy: q is random)."""
+    from vcodec.networks.intra import IntraConfig, IntraModel
+    from vcodec.train.checkpoint import load_checkpoint, read_state
+    from vcodec.train.data import load_sources
+    from vcodec.train.loop import lambdas_of
+    from vcodec.train.losses import rd_loss
+
+    model = IntraModel(IntraConfig(**read_state(checkpoint)["config"]))
+    load_checkpoint(checkpoint, model)
+    x = torch.stack([p[:, :64, :64] for p in load_sources([pictures], 64)]).float() / 255
+    torch.manual_seed(0)
+    total = 0.0
+    for q in (1.0, 4.0, 6.0):
+        qs = torch.full((len(x),), q)
+        with torch.no_grad():
+            total += float(rd_loss(x, model.train()(x, qs), lambdas_of(qs, model.config.lambdas), metric)["loss"])
+    return total

@@ -10,7 +10,7 @@ import torch
 from vcodec.codec import padded_size
 from vcodec.train.validate import pad_to
 
-from conftest import sample_frames
+from conftest import h_s_on_one_and_two_threads, sample_frames
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +56,7 @@ def test_quality_orders_rate_and_distortion(frame_coder, frames):
 
 def test_integer_entropy_path_ignores_thread_count(bundle, frame_coder, frames):
     z = frame_coder.symbols(frames[1], 5).z
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        mu1, idx1 = bundle.h_s(z)
-        torch.set_num_threads(2)
-        mu2, idx2 = bundle.h_s(z)
-    finally:
-        torch.set_num_threads(before)
-    assert torch.equal(mu1, mu2) and np.array_equal(idx1, idx2)
+    h_s_on_one_and_two_threads(bundle, z)
 
 
 def test_integer_entropy_path_tracks_the_float_one(bundle, frame_coder, frames):

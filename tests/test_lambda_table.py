@@ -13,9 +13,9 @@ from vcodec import quality as Q
 from vcodec.errors import InputError
 from vcodec.networks.intra import IntraConfig, IntraModel
 from vcodec.train.checkpoint import load_sharded, read_state
-from vcodec.train.loop import TrainOptions, lambdas_of, train_intra
+from vcodec.train.loop import lambdas_of, train_intra
 
-from conftest import sample_frames, write_pngs
+from conftest import train_options as _opts
 
 
 def test_lambda_table_is_log_spaced_between_its_ends():
@@ -71,17 +71,6 @@ def test_lambdas_of_uses_the_models_table():
     want = torch.tensor([Q.lambda_of(float(v), table) for v in q])
     torch.testing.assert_close(got, want)
     assert not torch.allclose(got, lambdas_of(q))
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory):
-    return write_pngs(tmp_path_factory.mktemp("pictures"), [f[:, :128] for f in sample_frames(2)])
-
-
-def _opts(pictures, out, **kw) -> TrainOptions:
-    base = dict(data=[pictures], out=out, n=8, m=16, batch_size=2, crop=64, threads=1, save_every=1000,
-                experiments=out.parent / "exp", device="cpu")
-    return TrainOptions(**{**base, **kw})
 
 
 def test_fine_tune_to_a_wider_range_moves_the_gains_and_records_the_table(pictures, tmp_path):

@@ -12,43 +12,9 @@ import pytest
 import torch
 
 from vcodec.train.checkpoint import SHARD_BYTES, load_sharded, read_state
-from vcodec.train.loop import TrainOptions, train_intra
+from vcodec.train.loop import train_intra
 
-from conftest import REPO, read_video, sample_frames, write_pngs
-
-
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pictures")
-    frames = sample_frames(4, start=0)
-    return write_pngs(root, [f[:, i * 150 : i * 150 + 256] for f in frames for i in range(2)])
-
-
-def _opts(pictures, out, **kw) -> TrainOptions:
-    base = dict(data=[pictures], out=out, n=8, m=16, batch_size=2, crop=64, lr=2e-3, threads=1, log_every=5,
-                save_every=1000, experiments=out.parent / "exp", device="cpu")
-    base.update(kw)
-    return TrainOptions(**base)
-
-
-def _fixed_loss(checkpoint: Path, pictures: Path) -> float:
-    """RD loss of a checkpoint on fixed crops at fixed qualities (training's own loss is noisy: q is random)."""
-    from vcodec.networks.intra import IntraConfig, IntraModel
-    from vcodec.train.checkpoint import load_checkpoint
-    from vcodec.train.data import load_sources
-    from vcodec.train.loop import lambdas_of
-    from vcodec.train.losses import rd_loss
-
-    model = IntraModel(IntraConfig(**read_state(checkpoint)["config"]))
-    load_checkpoint(checkpoint, model)
-    x = torch.stack([p[:, :64, :64] for p in load_sources([pictures], 64)]).float() / 255
-    torch.manual_seed(0)
-    total = 0.0
-    for q in (1.0, 4.0, 6.0):
-        qs = torch.full((len(x),), q)
-        with torch.no_grad():
-            total += float(rd_loss(x, model.train()(x, qs), lambdas_of(qs))["loss"])
-    return total
+from conftest import REPO, fixed_loss, h_s_on_one_and_two_threads, read_video, sample_frames, train_options as _opts, write_pngs
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +31,7 @@ def test_loss_falls(pictures, trained):
     init, ck, rows = trained
     assert sum(r.startswith("step ") for r in rows) == 30
     assert len((ck.parent / "exp" / "ck" / "log.jsonl").read_text().splitlines()) == 30
-    before, after = _fixed_loss(init, pictures), _fixed_loss(ck, pictures)
+    before, after = fixed_loss(init, pictures), fixed_loss(ck, pictures)
     assert after < 0.6 * before, (before, after)
 
 
@@ -175,16 +141,8 @@ def test_standard_size_model_exports_with_an_exact_entropy_path(pictures, tmp_pa
     # scale indices spread over 15..22 at +-12; larger activations at +-300).
     g = torch.Generator().manual_seed(0)
     zs = [torch.randint(-lim, lim + 1, (128, 3, 4), generator=g).numpy() for lim in (12, 300)]
-    before = torch.get_num_threads()
     for z in zs:
-        try:
-            torch.set_num_threads(1)
-            mu1, idx1 = bundle.h_s(z)
-            torch.set_num_threads(2)
-            mu2, idx2 = bundle.h_s(z)
-        finally:
-            torch.set_num_threads(before)
-        assert torch.equal(mu1, mu2) and np.array_equal(idx1, idx2)
+        mu1, idx1 = h_s_on_one_and_two_threads(bundle, z)
         with torch.no_grad():
             mu, log_sigma = model.entropy_parameters(torch.from_numpy(z).float()[None])
         diff = (mu1 - mu[0]).abs()

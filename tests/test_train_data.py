@@ -16,9 +16,9 @@ from PIL import Image
 
 from vcodec.errors import EXIT_USAGE, InputError
 from vcodec.train.data import evenly_spaced, load_sources, pick_frames, vimeo_septuplets
-from vcodec.train.loop import TrainOptions, train_intra
+from vcodec.train.loop import train_intra
 
-from conftest import REPO, sample_frames, write_pngs
+from conftest import REPO, fixed_loss, train_options as _opts
 
 
 def _png(path: Path, w: int, h: int, value: int = 0) -> Path:
@@ -207,38 +207,6 @@ def test_data_loads_without_av_or_constriction(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ objectives and AMP
-@pytest.fixture(scope="module")
-def pictures(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pictures")
-    frames = sample_frames(4, start=0)
-    return write_pngs(root, [f[:, i * 150 : i * 150 + 256] for f in frames for i in range(2)])
-
-
-def _opts(pictures, out, **kw) -> TrainOptions:
-    base = dict(data=[pictures], out=out, n=8, m=16, batch_size=2, crop=64, lr=2e-3, threads=1, log_every=5,
-                save_every=1000, experiments=out.parent / "exp", device="cpu")
-    base.update(kw)
-    return TrainOptions(**base)
-
-
-def _fixed_loss(checkpoint: Path, pictures: Path, metric: str) -> float:
-    from vcodec.networks.intra import IntraConfig, IntraModel
-    from vcodec.train.checkpoint import load_checkpoint, read_state
-    from vcodec.train.loop import lambdas_of
-    from vcodec.train.losses import rd_loss
-
-    model = IntraModel(IntraConfig(**read_state(checkpoint)["config"]))
-    load_checkpoint(checkpoint, model)
-    x = torch.stack([p[:, :64, :64] for p in load_sources([pictures], 64)]).float() / 255
-    torch.manual_seed(0)
-    total = 0.0
-    for q in (1.0, 4.0, 6.0):
-        qs = torch.full((len(x),), q)
-        with torch.no_grad():
-            total += float(rd_loss(x, model.train()(x, qs), lambdas_of(qs), metric)["loss"])
-    return total
-
-
 def _logged_losses(out: Path) -> list[float]:
     rows = (out.parent / "exp" / out.name / "log.jsonl").read_text().splitlines()
     return [json.loads(r)["loss"] for r in rows]
@@ -249,8 +217,8 @@ def test_ms_ssim_objective_trains(pictures, tmp_path):
     train_intra(_opts(pictures, tmp_path / "ms", steps=60, metric="ms-ssim"), say=lambda s: None)
     losses = _logged_losses(tmp_path / "ms")
     assert len(losses) == 12 and all(math.isfinite(v) for v in losses)
-    before = _fixed_loss(tmp_path / "init", pictures, "ms-ssim")
-    after = _fixed_loss(tmp_path / "ms", pictures, "ms-ssim")
+    before = fixed_loss(tmp_path / "init", pictures, "ms-ssim")
+    after = fixed_loss(tmp_path / "ms", pictures, "ms-ssim")
     assert math.isfinite(after) and after < 0.8 * before, (before, after)
 
 
