@@ -7,6 +7,11 @@ Pillow, the x265 elementary stream's packet sizes without its informational SEI 
 PSNR-RGB is measured on the decoded 8-bit RGB pixels and, like bpp, averaged over images (as CompressAI does).
 BD-rates and BD-PSNR (PSNR-RGB) of vcodec against each anchor come from vcodec/bdrate.py (the bjontegaard
 package, Akima).
+
+`--against earlier.json` (repeatable) adds the vcodec curve of an earlier run of this script as one more anchor,
+so two models compare on the same images over the quality range they share:
+
+    python benchmarks/intra_rd.py ../shared/data/val --model new.safetensors --against benchmarks/results/intra_rd.json
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ X265_CRFS = (44, 40, 36, 32, 28, 24, 20, 16, 12)
 
 
 def load_images(folder: Path) -> list[tuple[str, np.ndarray]]:
+    if not folder.is_dir():
+        raise SystemExit(f"no folder {folder}")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm", ".bmp"))
     if not paths:
         raise SystemExit(f"no images in {folder}")
@@ -114,6 +121,15 @@ def curve(points: list[dict]) -> dict:
     return {k: [p[k] for p in points] for k in points[0]}
 
 
+def _earlier_vcodec(path: Path) -> tuple[str, dict]:
+    """(label, curve) of the vcodec entry of an earlier output of this script."""
+    try:
+        entry = next(e for e in json.loads(path.read_text()) if e.get("name") == "vcodec")
+        return entry["description"], {k: list(v) for k, v in entry["results"].items()}
+    except (OSError, ValueError, StopIteration, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"--against {path}: not an output of intra_rd.py ({type(e).__name__})") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", type=Path)
@@ -122,8 +138,11 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--max-bpp", type=float, default=2.0, help="Drop anchor points above this rate.")
+    parser.add_argument("--against", type=Path, action="append", default=[],
+                        help="An earlier --json output of this script: its vcodec curve becomes an anchor too.")
     args = parser.parse_args()
     images = load_images(args.images)
+    earlier = [_earlier_vcodec(path) for path in args.against]  # read first: a bad file fails before the long run
     bundle = weights.load(args.model)
     work = Path(tempfile.mkdtemp(prefix="vcodec-intra-rd-"))
     t0 = time.perf_counter()
@@ -139,6 +158,7 @@ def main() -> int:
     for name, c in anchors.items():
         keep = [i for i, b in enumerate(c["bpp"]) if b <= args.max_bpp]
         anchors[name] = {k: [v[i] for i in keep] for k, v in c.items()}
+    anchors.update(earlier)
     seconds = time.perf_counter() - t0
     info = json.loads(bundle.metadata.get("vcodec.info", "{}"))
     label = f"vcodec {bundle.name} (step {info.get('step', '?')}, sha256 {bundle.hash_hex[:12]})"
