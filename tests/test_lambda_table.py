@@ -30,7 +30,8 @@ def test_lambda_table_is_log_spaced_between_its_ends():
 
 
 def test_config_keeps_its_table_and_reads_old_files():
-    assert IntraConfig(n=8, m=16).lambdas == Q.LAMBDAS  # files written before the table was stored
+    assert IntraConfig(n=8, m=16).lambdas == Q.LAMBDAS_BEFORE_TABLES  # files written before the table was stored
+    assert Q.LAMBDAS == Q.lambda_table(0.0002, 0.3)  # what new runs use
     wide = IntraConfig(n=8, m=16, lambdas=Q.lambda_table(0.0002, 0.3))
     again = IntraConfig(**json.loads(json.dumps(wide.to_dict())))
     assert again == wide and isinstance(again.lambdas, tuple)
@@ -41,15 +42,15 @@ def test_config_keeps_its_table_and_reads_old_files():
 
 def test_retarget_interpolates_the_learned_gains_in_log_lambda():
     torch.manual_seed(0)
-    model = IntraModel(IntraConfig(n=8, m=16))
+    old = Q.LAMBDAS_BEFORE_TABLES
+    model = IntraModel(IntraConfig(n=8, m=16, lambdas=old))
     with torch.no_grad():
         model.log_gain.normal_()
         model.log_inv_gain.normal_()
     gains, inverse = model.log_gain.detach().clone(), model.log_inv_gain.detach().clone()
-    model.retarget(Q.LAMBDAS)
+    model.retarget(old)
     assert torch.equal(model.log_gain, gains) and torch.equal(model.log_inv_gain, inverse)
 
-    old = Q.LAMBDAS
     # Level 0 halfway (in log lambda) between old levels 2 and 3; level 7 one old step beyond the top.
     mid = math.sqrt(old[2] * old[3])
     beyond = old[7] * old[7] / old[6]
@@ -70,24 +71,24 @@ def test_lambdas_of_uses_the_models_table():
     got = lambdas_of(q, table)
     want = torch.tensor([Q.lambda_of(float(v), table) for v in q])
     torch.testing.assert_close(got, want)
-    assert not torch.allclose(got, lambdas_of(q))
+    assert not torch.allclose(got, lambdas_of(q, Q.LAMBDAS_BEFORE_TABLES))
 
 
 def test_fine_tune_to_a_wider_range_moves_the_gains_and_records_the_table(pictures, tmp_path):
     base, wide = tmp_path / "base", tmp_path / "wide"
     train_intra(_opts(pictures, base, steps=2), say=lambda s: None)
-    assert read_state(base)["config"]["lambdas"] == list(Q.LAMBDAS)
+    assert read_state(base)["config"]["lambdas"] == list(Q.LAMBDAS)  # a new run takes the default table
     said: list[str] = []
-    train_intra(_opts(pictures, wide, steps=4, resume=base, lambda_range=(0.0002, 0.3)), say=said.append)
+    train_intra(_opts(pictures, wide, steps=4, resume=base, lambda_range=(0.00005, 0.5)), say=said.append)
     assert any("gains interpolated" in s for s in said)
-    assert read_state(wide)["config"]["lambdas"] == list(Q.lambda_table(0.0002, 0.3))
+    assert read_state(wide)["config"]["lambdas"] == list(Q.lambda_table(0.00005, 0.5))
     before, after = load_sharded(base, "model")["log_gain"], load_sharded(wide, "model")["log_gain"]
-    assert after[0].mean() < before[0].mean() - 0.3  # a much lower lambda at q = 0: a much smaller gain
+    assert after[0].mean() < before[0].mean() - 0.4  # lambda at q = 0 a quarter: gain about half (log -0.69)
     # Resuming the wide run keeps its table without being told it again.
     said.clear()
     train_intra(_opts(pictures, wide, steps=5, resume=wide), say=said.append)
     assert not any("gains interpolated" in s for s in said)
-    assert read_state(wide)["config"]["lambdas"] == list(Q.lambda_table(0.0002, 0.3))
+    assert read_state(wide)["config"]["lambdas"] == list(Q.lambda_table(0.00005, 0.5))
 
 
 def test_bad_lambda_range_is_a_user_error_before_any_data_loads(tmp_path):

@@ -26,8 +26,8 @@ def test_out_of_range_or_unknown_is_refused(text):
 
 
 def test_lambda_interpolates_geometrically_between_levels():
-    assert math.isclose(Q.lambda_of(4), Q.LAMBDAS[4])
-    assert math.isclose(Q.lambda_of(4.5), math.sqrt(Q.LAMBDAS[4] * Q.LAMBDAS[5]))
+    assert math.isclose(Q.lambda_of(4, Q.LAMBDAS), Q.LAMBDAS[4])
+    assert math.isclose(Q.lambda_of(4.5, Q.LAMBDAS), math.sqrt(Q.LAMBDAS[4] * Q.LAMBDAS[5]))
 
 
 def test_regime_name_reaches_the_stream(tmp_path, capsys):

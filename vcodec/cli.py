@@ -262,7 +262,7 @@ def train_intra(
     vimeo_frames: int = typer.Option(1, "--vimeo-frames", help="Frames per Vimeo-90k septuplet (1: im4; 2: im1, im7)."),
     video_every: int = typer.Option(25, "--video-every", help="Use one frame in so many from video sources."),
     data_gib: float = typer.Option(4.0, "--data-gib", help="Memory budget for decoded training pictures (GiB); Vimeo is sampled to fit."),
-    lambda_range: Optional[str] = typer.Option(None, "--lambda-range", help="LOW,HIGH: the lambdas of q=0 and q=7, log-spaced between (default 0.0009,0.0932; a resumed run keeps its own unless given)."),
+    lambda_range: Optional[str] = typer.Option(None, "--lambda-range", help="LOW,HIGH: the lambdas of q=0 and q=7, log-spaced between (new runs: 0.0002,0.3; a resumed run keeps its own unless given)."),
 ) -> None:
     """Train (or continue training) the variable-rate intra model for one chunk."""
     from vcodec.train.loop import TrainOptions, train_intra as run

@@ -33,8 +33,8 @@ class IntraConfig:
     n: int = 64  # channels of the transforms and of z
     m: int = 96  # channels of y
     levels: int = Q.LEVELS
-    # The lambda each quality level was trained for (training only; files without it used quality.LAMBDAS).
-    lambdas: tuple[float, ...] = Q.LAMBDAS
+    # The lambda each quality level was trained for (training only). Files without it used the old default.
+    lambdas: tuple[float, ...] = Q.LAMBDAS_BEFORE_TABLES
 
     def __post_init__(self):
         lambdas = tuple(float(v) for v in self.lambdas)

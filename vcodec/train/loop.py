@@ -59,7 +59,7 @@ class TrainOptions:
     vimeo_frames: int = 1  # frames taken from each Vimeo-90k septuplet
     video_every: int = 25  # one frame in so many from video sources
     data_gib: float | None = DEFAULT_MAX_GIB  # memory budget of the decoded training pictures (None: none)
-    lambda_range: tuple[float, float] | None = None  # (q=0, top level); None: quality.LAMBDAS, or the checkpoint's
+    lambda_range: tuple[float, float] | None = None  # (q=0, top level); None: the checkpoint's, or quality.LAMBDAS
     extra: dict = field(default_factory=dict)
 
 
@@ -78,7 +78,7 @@ def learning_rate(opts: TrainOptions, step: int, total: int | None) -> float:
     return math.exp((1 - t) * math.log(opts.lr) + t * math.log(opts.lr_final))
 
 
-def lambdas_of(q: torch.Tensor, lambdas: tuple[float, ...] = Q.LAMBDAS) -> torch.Tensor:
+def lambdas_of(q: torch.Tensor, lambdas: tuple[float, ...]) -> torch.Tensor:
     """Vectorized quality.lambda_of: geometric interpolation of the lambda table."""
     table = torch.log(torch.tensor(lambdas, dtype=torch.float32, device=q.device))
     lo = q.floor().long().clamp(max=len(lambdas) - 2)
@@ -196,7 +196,10 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
     check_options(opts)
     config = IntraConfig(**read_state(opts.resume)["config"]) if opts.resume else IntraConfig(n=opts.n, m=opts.m)
-    lambdas = Q.lambda_table(*opts.lambda_range) if opts.lambda_range else config.lambdas
+    if opts.lambda_range:
+        lambdas = Q.lambda_table(*opts.lambda_range)
+    else:
+        lambdas = config.lambdas if opts.resume else Q.LAMBDAS
     if not opts.resume:
         config = IntraConfig(n=opts.n, m=opts.m, lambdas=lambdas)
     check_exportable_config(config)
