@@ -95,6 +95,7 @@ class IntraModel(nn.Module):
                 t = (x - old[i - 1]) / (old[i] - old[i - 1])
                 table.data[k] = (1 - t) * rows[i - 1] + t * rows[i]
         self.config = config
+
     def _interpolated(self, table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         q = q.to(table.device, torch.float32).clamp(0, self.config.levels - 1)
         lo = q.floor().long().clamp(max=self.config.levels - 2)
