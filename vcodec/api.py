@@ -21,11 +21,8 @@ import numpy as np
 from vcodec import container as C
 from vcodec import quality as Q
 from vcodec.errors import DamagedStream, InputError, ModelError
-from vcodec.media import MAX_PIXELS, SIZE_LIMIT, check_picture_size, check_sink_path, open_sink, open_source, too_large
+from vcodec.media import SIZE_LIMIT, check_picture_size, check_sink_path, open_sink, open_source, too_large
 from vcodec.paths import check_output, named_path
-
-# Largest picture encoded, or decoded, in one piece (media.py holds the limits; this name is kept for callers).
-MAX_ENCODE_PIXELS = MAX_PIXELS
 
 
 @dataclass

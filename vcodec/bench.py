@@ -383,15 +383,13 @@ def _model_label(bundle) -> str:
 
 def _probe(seq: Sequence, frames: int) -> int:
     """Check that a sequence can be benched before anything is coded; returns about how many frames it will give."""
-    from vcodec.api import MAX_ENCODE_PIXELS
-    from vcodec.media import open_source
+    from vcodec.media import check_picture_size, open_source
 
     with open_source(seq.path) as source:
         info = source.info
     if info.width < MIN_SIDE or info.height < MIN_SIDE:
         raise InputError(f"{seq.path}: {info.width}x{info.height} is too small to bench (MS-SSIM needs {MIN_SIDE}x{MIN_SIDE})")
-    if info.width * info.height > MAX_ENCODE_PIXELS:
-        raise InputError(f"{seq.path}: {info.width}x{info.height} is larger than vcodec encodes (8K UHD)")
+    check_picture_size(info.width, info.height, seq.path)  # the encoder's own limit, before any baseline runs
     return min(frames, info.frame_count) if info.frame_count else frames
 
 

@@ -39,14 +39,17 @@ def _round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
-def fan_in(m: nn.Conv2d | nn.ConvTranspose2d) -> int:
+def _fan_in(weight_shape, transposed: bool, stride: tuple[int, int], groups: int = 1) -> int:
     """Most products summed into one output: a transposed convolution of stride s sees ceil(k / s) taps per axis."""
-    transposed = isinstance(m, nn.ConvTranspose2d)
     # weight: (C_out, C_in / groups, kh, kw) for a convolution, (C_in, C_out / groups, kh, kw) transposed.
-    cin = m.weight.shape[0] // m.groups if transposed else m.weight.shape[1]
-    kh, kw = m.weight.shape[2:]
-    sh, sw = m.stride if transposed else (1, 1)
+    cin = weight_shape[0] // groups if transposed else weight_shape[1]
+    kh, kw = weight_shape[2:]
+    sh, sw = (max(1, s) for s in stride) if transposed else (1, 1)
     return cin * math.ceil(kh / sh) * math.ceil(kw / sw)
+
+
+def fan_in(m: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    return _fan_in(m.weight.shape, isinstance(m, nn.ConvTranspose2d), m.stride, m.groups)
 
 
 def check_exportable(h_s: nn.Sequential) -> None:
@@ -117,9 +120,7 @@ class IntegerHyperSynthesis:
             bias = tensors[f"{prefix}{i}.bias"]
             if weight.dim() != 4 or weight.abs().max() >= 2**WEIGHT_BITS or bias.abs().max() >= BIAS_LIMIT:
                 raise ValueError("integer weights or biases exceed their bounds")
-            step = max(1, stride) if transposed else 1
-            taps = math.ceil(weight.shape[2] / step) * math.ceil(weight.shape[3] / step)
-            if weight.shape[0 if transposed else 1] * taps > MAX_FAN_IN:  # a hostile file must not break exactness
+            if _fan_in(weight.shape, bool(transposed), (stride, stride)) > MAX_FAN_IN:  # a hostile file too
                 raise ValueError(f"integer h_s layer {i} has a fan-in over {MAX_FAN_IN}")
             layers.append(dict(
                 kind="deconv" if transposed else "conv", weight=weight,
