@@ -227,3 +227,14 @@ def test_bf16_autocast_trains_on_cpu(pictures, tmp_path):
     losses = _logged_losses(tmp_path / "amp")
     assert result["step"] == 10 and len(losses) == 2
     assert all(math.isfinite(v) for v in losses) and math.isfinite(result["bpp"])
+
+
+def test_header_size_predicts_the_loaded_size(tmp_path):
+    """The memory budget is planned from headers alone: they must give the size loading makes, odd sizes included."""
+    from vcodec.train.data import _picture_size, load_image
+
+    for w, h, suffix in [(3001, 2003, ".jpg"), (2049, 1025, ".jpg"), (1500, 1101, ".png"), (700, 301, ".png")]:
+        path = tmp_path / f"p{w}x{h}{suffix}"
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(path)
+        loaded = load_image(path, 1024)
+        assert _picture_size(path, suffix == ".jpg", 1024) == (loaded.shape[2], loaded.shape[1]), path.name

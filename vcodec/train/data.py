@@ -131,21 +131,28 @@ def evenly_spaced(total: int, keep: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------- decoding
-def _resize_long_side(img, max_side: int):
-    from PIL import Image
+def _halves(size: tuple[int, int], lossy: bool) -> bool:
+    return lossy and min(size) >= LOSSY_HALVE_FROM
 
-    w, h = img.size
+
+def _bounded(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` scaled so that its long side is at most `max_side`."""
+    w, h = size
     if max(w, h) <= max_side:
-        return img
+        return w, h
     s = max_side / max(w, h)
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+    return max(1, round(w * s)), max(1, round(h * s))
 
 
 def _prepare(img, lossy: bool, max_side: int) -> torch.Tensor:
     """PIL image -> uint8 (3, H, W): lossy pictures halved when large, then the long side bounded."""
-    if lossy and min(img.size) >= LOSSY_HALVE_FROM:
+    from PIL import Image
+
+    if _halves(img.size, lossy):
         img = img.reduce(2)
-    img = _resize_long_side(img, max_side)
+    size = _bounded(img.size, max_side)
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
 
 
@@ -171,12 +178,9 @@ def _picture_size(path: Path, lossy: bool, max_side: int) -> tuple[int, int]:
             w, h = im.size
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(f"cannot read training picture {path}: {e}") from None
-    if lossy and min(w, h) >= LOSSY_HALVE_FROM:
-        w, h = w // 2, h // 2
-    if max(w, h) > max_side:
-        s = max_side / max(w, h)
-        w, h = max(1, round(w * s)), max(1, round(h * s))
-    return w, h
+    if _halves((w, h), lossy):
+        w, h = -(-w // 2), -(-h // 2)  # as Image.reduce(2): rounded up
+    return _bounded((w, h), max_side)
 
 
 def load_video_frames(path: Path, every: int, max_side: int, limit: int) -> list[torch.Tensor]:
