@@ -44,8 +44,8 @@ def synthetic_clip(path: Path, frames: int, width: int, height: int) -> None:
             c.mux(p)
 
 
-def peak_rss_of(command: list[str]) -> tuple[int, float]:
-    """Exit code and peak RSS (MB) of one fresh process, measured by a throwaway parent so that runs do not mix."""
+def peak_rss_of(command: list[str]) -> float:
+    """Peak RSS (MB) of one fresh process that must succeed, measured by a throwaway parent so runs do not mix."""
     probe = (
         "import resource, subprocess, sys\n"
         "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
@@ -56,12 +56,12 @@ def peak_rss_of(command: list[str]) -> tuple[int, float]:
     code, kb = done.stdout.split()
     if code != "0":
         raise RuntimeError(f"{' '.join(command)} failed with exit code {code}: {done.stderr.strip()}")
-    return int(code), int(kb) / 1024
+    return int(kb) / 1024
 
 
 def peak_rss_mb(args: list[str]) -> float:
     """Peak RSS (MB) of one fresh `vcodec` process."""
-    return peak_rss_of([sys.executable, "-m", "vcodec", *args])[1]
+    return peak_rss_of([sys.executable, "-m", "vcodec", *args])
 
 
 def measure(counts: tuple[int, ...], width: int, height: int, device: str = "cpu") -> dict[int, tuple[float, float]]:

@@ -34,8 +34,8 @@ def memory_flat():
 def test_the_meter_sees_what_a_fresh_process_holds(memory_flat):
     """The measurement itself can fail: 40 MB held by a fresh process shows up as about 40 MB."""
     code = "import sys; held = bytearray(b'1') * (int(sys.argv[1]) * 2**20)"
-    _, small = memory_flat.peak_rss_of([sys.executable, "-c", code, "0"])
-    _, large = memory_flat.peak_rss_of([sys.executable, "-c", code, "40"])
+    small = memory_flat.peak_rss_of([sys.executable, "-c", code, "0"])
+    large = memory_flat.peak_rss_of([sys.executable, "-c", code, "40"])
     assert 35 < large - small < 45, (small, large)
 
 

@@ -30,9 +30,9 @@ from vcodec.networks.intra import IntraConfig, IntraModel
 DEFAULT_MODEL = "intra-n64m128"
 SUFFIX = ".safetensors"
 WEIGHTS_FORMAT = "1"
-# Pixel path in half precision: plenty for it, and half the file. h_s too: its float copy only serves rate
-# estimates; the coder runs the integer twin stored beside it.
-HALF_PREFIXES = ("g_a.", "g_s.", "h_a.")  # computed in fp32; fp16 storage keeps files small
+# Stored in half precision, computed in fp32: plenty for them, and half the file. h_s is stored only as its integer
+# twin (the float copy is rebuilt from it at load).
+HALF_PREFIXES = ("g_a.", "g_s.", "h_a.")
 
 
 # A model name: what a stream may ask for. No path separators, not '.' or '..' or a hidden file.

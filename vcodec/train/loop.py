@@ -195,12 +195,12 @@ def check_exportable_config(config: IntraConfig) -> None:
 def train_intra(opts: TrainOptions, say=print) -> dict:
     """Run one chunk. Returns the final counters (step, last losses, validation) for the caller to report."""
     check_options(opts)
-    config = IntraConfig(**read_state(opts.resume)["config"]) if opts.resume else IntraConfig(n=opts.n, m=opts.m)
-    if opts.lambda_range:
-        lambdas = Q.lambda_table(*opts.lambda_range)
+    wanted = Q.lambda_table(*opts.lambda_range) if opts.lambda_range else None
+    if opts.resume:  # its own table unless told otherwise; a different one is retargeted once the weights load
+        config = IntraConfig(**read_state(opts.resume)["config"])
+        lambdas = wanted or config.lambdas
     else:
-        lambdas = config.lambdas if opts.resume else Q.LAMBDAS
-    if not opts.resume:
+        lambdas = wanted or Q.LAMBDAS
         config = IntraConfig(n=opts.n, m=opts.m, lambdas=lambdas)
     check_exportable_config(config)
     world = int(os.environ.get("WORLD_SIZE", "1"))
