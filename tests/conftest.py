@@ -63,9 +63,9 @@ def bundle():
 
 @pytest.fixture(scope="session")
 def frame_coder(bundle):
-    from vcodec.codec import FrameCoder
+    from vcodec.intra_coder import IntraCoder
 
-    return FrameCoder(bundle, torch.device("cpu"))
+    return IntraCoder(bundle, torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -22,8 +23,9 @@ from fuzz.mutations import layout
 
 
 def _header(**kw) -> C.Header:
-    base = dict(model="m", weights_hash=bytes(range(32)), width=97, height=75, padded_width=128, padded_height=128,
-                fps=Fraction(30000, 1001), entropy_form=C.ENTROPY_INTEGER, gop=8)
+    base = dict(model="m", weights_hash=bytes(range(32)), width=97, height=75, padded_width=112, padded_height=80,
+                fps=Fraction(30000, 1001), entropy_form=C.ENTROPY_INTEGER, gop=8, inter_model="p",
+                inter_hash=bytes(range(32, 64)))
     base.update(kw)
     return C.Header(**base)
 
@@ -32,7 +34,7 @@ def test_write_read_gives_identical_header_and_packets(tmp_path):
     rng = random.Random(0)
     header = _header(colour=C.Colour(matrix=1, full_range=True, primaries=1, transfer=1))
     packets = [
-        C.Packet(i, C.FRAME_I if i % 3 == 0 else C.FRAME_P, i / 2, (192, 8, 8), (128, 2, 2),
+        C.Packet(i, C.FRAME_I if i % 3 == 0 else C.FRAME_P, i / 2, (192, 5, 7), (128, 2, 2),
                  [rng.randbytes(rng.randrange(0, 300)) for _ in range(rng.randrange(1, 4))])
         for i in range(7)
     ]
@@ -63,7 +65,7 @@ def test_writer_failure_leaves_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("width", 0), ("height", C.MAX_SIDE + 1), ("padded_width", 64), ("fps", Fraction(0)), ("gop", 0),
+    ("width", 0), ("height", C.MAX_SIDE + 1), ("padded_width", 64), ("fps", Fraction(0)), ("gop", C.MAX_FRAMES + 1),
 ])
 def test_reader_refuses_impossible_headers(tmp_path, field, value):
     path = tmp_path / "bad.hfc"
@@ -149,7 +151,7 @@ def _index_edits(data: bytes) -> dict[str, bytes]:
     lay = layout(data)
     size0, size1 = (h + p for _, h, p in lay.packets)
     edits = {
-        "type I->P": _set("<B", 12, C.FRAME_P, 1),
+        "type P->I": _set("<B", 12, C.FRAME_I, 1),
         "type I->P, entry 0": _set("<B", 12, C.FRAME_P, 0),
         "unknown type": _set("<B", 12, 9, 1),
         "size +1": _set("<I", 8, size1 + 1, 1),
@@ -187,7 +189,7 @@ def test_index_disagreeing_with_the_packets_is_damage(tiny_stream, tmp_path):
 def test_index_damage_names_the_entry_or_the_count(tiny_stream, tmp_path):
     edits = _index_edits(tiny_stream.read_bytes())
     bad = tmp_path / "bad.hfc"
-    for name, message in [("type I->P", "entry 1 says frame type P, packet 1 is I"),
+    for name, message in [("type P->I", "entry 1 says frame type I, packet 1 is P"),
                           ("size +1", "entry 1 says"),
                           ("count -1 (last entry dropped)", "1 entries, but the header counts 2 frames"),
                           ("count +1 (entry appended)", "3 entries, but the header counts 2 frames")]:
@@ -204,7 +206,7 @@ def test_reader_reports_the_index_size_it_parsed(tiny_stream):
         assert r.header_size + sum(p.nbytes for p in packets) + r.index_bytes == tiny_stream.stat().st_size
         entries = r.index()
     assert [(e.offset, e.size, e.frame_type) for e in entries] == [
-        (r.header_size, packets[0].nbytes, C.FRAME_I), (r.header_size + packets[0].nbytes, packets[1].nbytes, C.FRAME_I)]
+        (r.header_size, packets[0].nbytes, C.FRAME_I), (r.header_size + packets[0].nbytes, packets[1].nbytes, C.FRAME_P)]
 
 
 def test_packets_survive_index_lookups_in_between(tiny_stream):
@@ -214,3 +216,49 @@ def test_packets_survive_index_lookups_in_between(tiny_stream):
             assert len(r.index()) == 2  # moves the file position
             got.append(p.nbytes)
     assert sum(got) + C.index_size(2) + r.header_size == tiny_stream.stat().st_size
+
+
+def _resigned(blob: bytes, offset: int, value: bytes) -> bytes:
+    import zlib
+
+    out = bytearray(blob)
+    out[offset : offset + len(value)] = value
+    out[-4:] = zlib.crc32(bytes(out[:-4])).to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_v2_header_names_both_models_and_is_checked(tmp_path):
+    path = tmp_path / "h.hfc"
+    blob = _header().pack()
+    path.write_bytes(blob)
+    with open(path, "rb") as f:
+        h = C.read_header(f)
+    assert (h.version, h.model, h.inter_model, h.inter_hash) == (2, "m", "p", bytes(range(32, 64)))
+    assert C.read_header(io.BytesIO(_header(inter_model=None, inter_hash=None).pack())).inter_model is None
+    for bad in (
+        _resigned(blob, 12, (1).to_bytes(2, "little")),  # v1 names one model: the size no longer fits
+        _resigned(blob, len(blob) - 4 - 32 - 1 - 1 - 1, b"\x02"),  # two extra models: more than v2 knows
+        _resigned(blob, len(blob) - 4 - 32 - 1 - 1, b"\x09"),  # the inter name's length disagrees with the size
+        _resigned(blob, len(blob) - 4 - 32 - 1, b"\xff"),  # not UTF-8
+    ):
+        with pytest.raises(DamagedStream):
+            C.read_header(io.BytesIO(bad))
+
+
+def test_gop_zero_means_only_the_first_frame_is_intra_in_v2_only():
+    assert C.read_header(io.BytesIO(_header(gop=0).pack())).gop == 0
+    v1 = _header(gop=0, version=1, inter_model=None, inter_hash=None, padded_width=128, padded_height=128)
+    with pytest.raises(DamagedStream, match="GOP"):
+        C.read_header(io.BytesIO(v1.pack()))
+
+
+def test_a_p_frame_needs_a_p_frame_model(tmp_path):
+    path = tmp_path / "s.hfc"
+    with C.StreamWriter(path, _header(inter_model=None, inter_hash=None)) as w:
+        w.write(C.Packet(0, C.FRAME_I, 1.0, (192, 5, 7), (128, 2, 2), [b"ab"]))
+        w.write(C.Packet(1, C.FRAME_P, 1.0, (192, 5, 7), (128, 2, 2), [b"cd"]))
+    with C.StreamReader(path) as r:
+        packets = r.packets()
+        assert next(packets).index == 0
+        with pytest.raises(DamagedStream, match="names no P-frame model"):
+            next(packets)

@@ -114,7 +114,7 @@ def test_failed_publish_leaves_nothing(tiny_stream, tmp_path, capsys):
 def _header_only_stream(path: Path, bundle, width: int, height: int, model: str | None = None) -> Path:
     header = C.Header(
         model=model or bundle.name, weights_hash=bundle.sha256, width=width, height=height,
-        padded_width=-(-width // 64) * 64, padded_height=-(-height // 64) * 64, fps=Fraction(25),
+        padded_width=C.padded(width), padded_height=C.padded(height), fps=Fraction(25),
         entropy_form=C.ENTROPY_INTEGER, frame_count=1,
     )
     path.write_bytes(header.pack())

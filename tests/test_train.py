@@ -70,7 +70,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_export_load_encode_decode(trained, tmp_path):
     from vcodec import api, weights
-    from vcodec.codec import FrameCoder
+    from vcodec.intra_coder import IntraCoder
     from vcodec.train.export import export_checkpoint
     from vcodec.train.validate import pad_to
 
@@ -100,7 +100,7 @@ def test_export_load_encode_decode(trained, tmp_path):
     assert len(frames) == 2 and frames[0].shape == (50, 70, 3)
 
     bundle = weights.load(path)
-    coder = FrameCoder(bundle, torch.device("cpu"))
+    coder = IntraCoder(bundle, torch.device("cpu"))
     for rgb, decoded in zip(rgbs, frames):
         # The decoder parses exactly what the encoder coded, and writes what the frame coder reconstructs.
         sent = coder.symbols(rgb, 5)

@@ -35,6 +35,9 @@ class EncodeResult:
     seconds: float
     psnr: float | None = None  # mean PSNR-RGB over frames, when asked for
     timings: dict = field(default_factory=dict)
+    gop: int = 1  # as recorded in the stream (0: only the first frame is an I-frame)
+    inter_model: str | None = None  # the P-frame model, when the stream holds P-frames
+    p_frames: int = 0
 
     @property
     def bpp(self) -> float:
@@ -73,6 +76,25 @@ def _load_named_bundle(name: str, device):
     return weights.load_named(name, device)
 
 
+def _load_inter_bundle(h: C.Header, bundle, device):
+    """The P-frame model a stream names (shipped models only), checked against its hash and its intra model."""
+    from vcodec import weights
+
+    if h.inter_model is None:
+        return None
+    if not weights.is_model_name(h.inter_model):
+        raise ModelError(f"the stream names P-frame model {ascii(h.inter_model)}, which is not a model name "
+                         f"({weights.MODEL_NAME_RULE})")
+    stem = weights.load_stem_named(h.inter_model, device)
+    if stem.sha256 != h.inter_hash:
+        raise ModelError(f"stream was made with P-frame model '{h.inter_model}' (weights sha256 "
+                         f"{h.inter_hash.hex()[:16]}...), but the installed '{stem.name}' has sha256 {stem.hash_hex[:16]}...")
+    if stem.intra_sha256 != bundle.sha256:
+        raise ModelError(f"P-frame model '{stem.name}' belongs to intra model '{stem.intra_name}', not to the "
+                         f"loaded '{bundle.name}'")
+    return stem
+
+
 def encode(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -87,9 +109,13 @@ def encode(
     psnr: bool = False,
     on_start: Callable[[dict], None] | None = None,
     on_frame: Callable[[int, int, int, float | None], None] | None = None,
+    inter_model: str | os.PathLike | None = None,
 ) -> EncodeResult:
-    """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`."""
-    from vcodec.codec import FrameCoder, pick_device, stream_header
+    """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`.
+
+    `gop`: frames from one I-frame to the next (1: all-intra; -1: only the first frame is an I-frame; None: the
+    default, with P-frames when a P-frame model for this intra model is installed)."""
+    from vcodec.codec import VideoDecoder, VideoEncoder, choose_inter_model, pick_device, stream_header
     from vcodec.weights import DEFAULT_MODEL
 
     output = Path(output)
@@ -99,8 +125,8 @@ def encode(
         raise InputError("--frames must be at least 1")
     if start < 0:
         raise InputError("--start must be >= 0")
-    if gop is not None and gop < 1:
-        raise InputError("--gop must be at least 1")
+    if gop is not None and (gop < -1 or gop == 0 or gop > C.MAX_FRAMES):
+        raise InputError("--gop must be at least 1, or -1 (only the first frame is an I-frame)")
     if fps is not None and not 0 < float(fps) <= 1000:
         raise InputError("--fps must be in (0, 1000]")
     check_output(output, overwrite, (Path(input),))
@@ -111,9 +137,10 @@ def encode(
         info = source.info
         check_picture_size(info.width, info.height, input)  # sources check their header; this is what they decoded
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
-        coder = FrameCoder(bundle, dev)
-        checker = FrameCoder(bundle, dev) if psnr else None  # its own timings: the check is not encoding work
-        header = stream_header(bundle, info.width, info.height, info.fps, info.colour, gop or 1)
+        stem, header_gop = choose_inter_model(bundle, inter_model, gop, dev)
+        coder = VideoEncoder(bundle, dev, header_gop, stem)
+        checker = VideoDecoder(bundle, dev, stem) if psnr else None  # its own timings: the check is not encoding work
+        header = stream_header(bundle, info.width, info.height, info.fps, info.colour, header_gop, stem)
         fps_out = header.fps
         expected = None
         if info.frame_count is not None:
@@ -125,14 +152,16 @@ def encode(
                       "source": info.description, "model": bundle.name, "device": str(dev)})
         total = 0
         n = 0
+        p_frames = 0
         scores = []
         with C.StreamWriter(output, header) as writer:
             for rgb in source.frames(start, frames):
-                packet = coder.encode_intra(rgb, quality, n)
+                packet = coder.encode(rgb, quality)
                 nbytes = writer.write(packet)
+                p_frames += packet.frame_type == C.FRAME_P
                 score = None
                 if checker:
-                    score = psnr_rgb(checker.decode_intra(packet, info.width, info.height), rgb)
+                    score = psnr_rgb(checker.decode(packet, info.width, info.height), rgb)
                     scores.append(score)
                 total += nbytes
                 n += 1
@@ -143,7 +172,7 @@ def encode(
         size = output.stat().st_size
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
-                        asdict(coder.timings))
+                        asdict(coder.timings), header.gop, header.inter_model, p_frames)
 
 
 def decode(
@@ -162,7 +191,7 @@ def decode(
     A damaged stream raises DamagedStream after the intact frames before the damage were written (as a complete
     output); when no frame is intact, nothing is written.
     """
-    from vcodec.codec import FrameCoder, pick_device
+    from vcodec.codec import VideoDecoder, pick_device
 
     output = named_path(output)  # '.' and '..' name a folder
     check_output(output, overwrite, (Path(input),))
@@ -188,7 +217,8 @@ def decode(
                 f"stream was made with model '{h.model}' (weights sha256 {h.weights_hash.hex()[:16]}...), but the loaded "
                 f"weights {bundle.path} are '{bundle.name}' (sha256 {bundle.hash_hex[:16]}...)"
             )
-        coder = FrameCoder(bundle, dev)
+        stem = _load_inter_bundle(h, bundle, dev)
+        coder = VideoDecoder(bundle, dev, stem)
         if on_start:
             on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": h.frame_count, "model": h.model})
         sink = None
@@ -197,7 +227,7 @@ def decode(
         try:
             try:
                 for packet in reader.packets():
-                    rgb = coder.decode_intra(packet, h.width, h.height)
+                    rgb = coder.decode(packet, h.width, h.height)
                     if sink is None:
                         sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf)
                     sink.write(rgb)
@@ -249,6 +279,8 @@ def probe(input: str | os.PathLike) -> dict:
             "format_version": h.version,
             "model": h.model,
             "weights_sha256": h.weights_hash.hex(),
+            "inter_model": h.inter_model,
+            "inter_weights_sha256": h.inter_hash.hex() if h.inter_hash else None,
             "entropy_form": C.ENTROPY_FORMS[h.entropy_form],
             "width": h.width,
             "height": h.height,

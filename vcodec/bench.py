@@ -61,6 +61,10 @@ class BenchOptions:
     pix_fmt: str = "yuv420p"
     device: str = "auto"
     model: str | None = None
+    inter_model: str | None = None  # the P-frame model (default: the shipped one; --gop 1 codes all-intra)
+    # More vcodec curves, as anchors of vcodec's BD-rates: "intra" (all-intra, the same qualities) or a P-frame
+    # model (name or path; the same GOP), e.g. the ablation's variants.
+    vcodec_anchors: list[str] = field(default_factory=list)
     method: str = bdrate.DEFAULT_METHOD
     min_overlap: float = bdrate.MIN_OVERLAP
     json: Path | None = None
@@ -252,38 +256,42 @@ class LoadedSequence:
 
 
 class VcodecRunner:
-    """vcodec through its real stream path: FrameCoder + StreamWriter to a .hfc file, then StreamReader + a
-    second FrameCoder to decode that file, as `vcodec encode` and `vcodec decode` do."""
+    """vcodec through its real stream path: VideoEncoder + StreamWriter to a .hfc file, then StreamReader + a
+    VideoDecoder to decode that file, as `vcodec encode` and `vcodec decode` do; I- and P-frames as the GOP says."""
 
-    def __init__(self, bundle, device, gop: int, work: Path):
+    def __init__(self, bundle, device, gop: int, work: Path, stem=None, codec: str = TEST_CODEC):
         self.bundle = bundle
         self.device = device
-        self.gop = gop
+        self.gop = gop if stem is not None else 1
+        self.stem = stem
         self.work = work
+        self.codec = codec
 
     def warm_up(self, seq: LoadedSequence, quality: float) -> None:
-        """One untimed frame per sequence: first calls pay for allocations and kernel choices."""
-        from vcodec.codec import FrameCoder
+        """Two untimed frames per sequence (an I and, with P-frames, a P): first calls pay for allocations."""
+        from vcodec.codec import VideoDecoder, VideoEncoder
 
-        coder = FrameCoder(self.bundle, self.device)
-        coder.decode_intra(coder.encode_intra(seq.frames[0], quality, 0), seq.width, seq.height)
+        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem)
+        decoder = VideoDecoder(self.bundle, self.device, self.stem)
+        for rgb in seq.frames[: 2 if self.gop != 1 else 1]:
+            decoder.decode(encoder.encode(rgb, quality), seq.width, seq.height)
 
     def point(self, seq: LoadedSequence, quality: float, advance: Callable[[int], None]) -> Point:
         from vcodec import container as C
-        from vcodec.codec import FrameCoder, stream_header
+        from vcodec.codec import VideoDecoder, VideoEncoder, stream_header
 
-        header = stream_header(self.bundle, seq.width, seq.height, seq.fps, seq.colour, self.gop)
+        header = stream_header(self.bundle, seq.width, seq.height, seq.fps, seq.colour, self.gop, self.stem)
         path = self.work / "point.hfc"  # one point at a time
-        encoder = FrameCoder(self.bundle, self.device)
+        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem)
         t0 = time.perf_counter()
         with C.StreamWriter(path, header) as writer:
-            for i, rgb in enumerate(seq.frames):
-                writer.write(encoder.encode_intra(rgb, quality, i))
+            for rgb in seq.frames:
+                writer.write(encoder.encode(rgb, quality))
                 advance(1)
         encode_seconds = time.perf_counter() - t0
         nbytes = path.stat().st_size
 
-        decoder = FrameCoder(self.bundle, self.device)
+        decoder = VideoDecoder(self.bundle, self.device, self.stem)
         scores = Scores(seq.frames)
         decode_seconds = 0.0
         t0 = time.perf_counter()
@@ -296,7 +304,7 @@ class VcodecRunner:
                 if packet is None:
                     decode_seconds += time.perf_counter() - t0
                     break
-                rgb = decoder.decode_intra(packet, h.width, h.height)
+                rgb = decoder.decode(packet, h.width, h.height)
                 decode_seconds += time.perf_counter() - t0
                 scores.add(index, rgb)  # not timed
                 advance(1)
@@ -309,7 +317,7 @@ class VcodecRunner:
             "encoding_network_time": encoder.timings.network / n, "encoding_entropy_time": encoder.timings.entropy / n,
             "decoding_network_time": decoder.timings.network / n, "decoding_entropy_time": decoder.timings.entropy / n,
         }
-        return Point(TEST_CODEC, seq.name, f"q={quality:g}", quality, n, nbytes * 8 / (seq.width * seq.height * n),
+        return Point(self.codec, seq.name, f"q={quality:g}", quality, n, nbytes * 8 / (seq.width * seq.height * n),
                      psnr_rgb, psnr_yuv, ms_ssim, encode_seconds / n, decode_seconds / n, split)
 
 
@@ -411,7 +419,7 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
 
     from vcodec import baselines as B
     from vcodec import weights
-    from vcodec.codec import pick_device
+    from vcodec.codec import choose_inter_model, pick_device
 
     reporter = reporter or Reporter()
     specs = _check_options(options)
@@ -419,16 +427,32 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
     estimates = [_probe(s, options.frames) for s in sequences]
     device = pick_device(options.device)
     bundle = weights.load(options.model or weights.DEFAULT_MODEL, device)
+    stem, _ = choose_inter_model(bundle, options.inter_model, options.gop, device)
+    structure = (f"I+P (STEM {_model_label(stem)}), GOP {options.gop}" if stem is not None else "all-intra")
     descriptions = {TEST_CODEC: (
-        f"vcodec {_model_label(bundle)}, all-intra, quality q; device {device}, torch threads {torch.get_num_threads()}; "
-        "times in seconds per frame (after one untimed warm-up frame)"
+        f"vcodec {_model_label(bundle)}, {structure}, quality q; device {device}, torch threads "
+        f"{torch.get_num_threads()}; times in seconds per frame (after untimed warm-up frames)"
     )}
+    anchors = []  # (label, P-frame model or None)
+    for anchor in options.vcodec_anchors:
+        if anchor == "intra":
+            anchors.append(("vcodec-intra", None))
+            descriptions["vcodec-intra"] = f"vcodec {_model_label(bundle)}, all-intra, the same qualities"
+            continue
+        other = weights.load_stem(anchor, device)
+        if other.intra_sha256 != bundle.sha256:
+            raise InputError(f"--vcodec-anchor {anchor}: that P-frame model belongs to another intra model")
+        label = f"vcodec-{other.name}"
+        anchors.append((label, other))
+        descriptions[label] = f"vcodec {_model_label(bundle)}, I+P (STEM {_model_label(other)}, variant " \
+                              f"{other.config.variant}), GOP {options.gop}, the same qualities"
     for name, spec in specs.items():
         sweep = f"CRFs {','.join(map(str, options.crfs[name]))}" if name in options.crfs else "automatic CRF sweep"
         descriptions[name] = f"{spec.describe(options.gop, options.pix_fmt)}, {sweep}; times in seconds per frame"
     results = Results(descriptions, options.method, options.min_overlap)
     planned = {name: len(options.crfs.get(name, ())) or AUTO_POINTS + 2 for name in specs}
-    reporter.plan(sum(2 * n * (len(options.qualities) + sum(planned.values())) for n in estimates))
+    per_frame = len(options.qualities) * (1 + len(anchors)) + sum(planned.values())
+    reporter.plan(sum(2 * n * per_frame for n in estimates))
 
     def save() -> None:
         if options.json:
@@ -441,15 +465,20 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
 
     try:
         with tempfile.TemporaryDirectory(prefix="vcodec-bench-") as work:
-            runner = VcodecRunner(bundle, device, options.gop, Path(work))
+            runner = VcodecRunner(bundle, device, options.gop, Path(work), stem)
             for seq_in, estimate in zip(sequences, estimates):
                 seq = _load(seq_in, options.frames)
                 n = len(seq.frames)
-                reporter.grow(2 * (n - estimate) * (len(options.qualities) + sum(planned.values())))
+                reporter.grow(2 * (n - estimate) * per_frame)
                 results.start_sequence(seq.name, seq.width, seq.height)
                 runner.warm_up(seq, options.qualities[0])
                 for q in options.qualities:
                     record(runner.point(seq, q, lambda units: reporter.advance(units, f"{seq.name} vcodec q={q:g}")))
+                for label, other in anchors:
+                    anchor_runner = VcodecRunner(bundle, device, options.gop, Path(work), other, label)
+                    anchor_runner.warm_up(seq, options.qualities[0])
+                    for q in options.qualities:
+                        record(anchor_runner.point(seq, q, lambda units: reporter.advance(units, f"{seq.name} {label} q={q:g}")))
                 target = results.curve(TEST_CODEC, seq.name)
                 for name, spec in specs.items():
                     B.warm_up(spec, seq.frames[0], options.pix_fmt)
@@ -603,7 +632,7 @@ def register(app: typer.Typer) -> None:
         baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help="Anchors among x264, x265, svtav1 (comma-separated), or 'none'."),
         crfs: List[str] = typer.Option([], "--crfs", help="Fixed CRFs instead of the automatic sweep: '22,27,32,37' for every baseline or 'x265=22,27,32' for one (repeatable)."),
         frames: int = typer.Option(DEFAULT_FRAMES, "--frames", help="Frames per sequence (from the first)."),
-        gop: int = typer.Option(DEFAULT_GOP, "--gop", help="Distance between I-frames of the baselines (vcodec codes I-frames only in this version)."),
+        gop: int = typer.Option(DEFAULT_GOP, "--gop", help="Distance between I-frames, for vcodec and the baselines (1: all-intra)."),
         pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Baselines' pixel format: yuv420p or yuv444p."),
         bd_method: str = typer.Option(bdrate.DEFAULT_METHOD, "--bd-method", help="BD-rate interpolation: akima or pchip."),
         min_overlap: float = typer.Option(bdrate.MIN_OVERLAP, "--min-overlap", help="BD-rates need the curves' common PSNR range to be at least this part of the shorter curve's (else n/a)."),
@@ -611,12 +640,15 @@ def register(app: typer.Typer) -> None:
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write an RD plot (PNG, PDF or SVG) here."),
         device: str = typer.Option("auto", "--device", help="vcodec's device: auto, cpu or cuda."),
         model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
+        inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one)."),
+        vcodec_anchors: List[str] = typer.Option([], "--vcodec-anchor", help="Another vcodec curve to measure as an anchor: 'intra' (all-intra at the same qualities) or a P-frame model (repeatable)."),
         overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite the --json and --plot files if they exist."),
     ) -> None:
         """Rate-distortion and speed of vcodec against x264, x265 and SVT-AV1, with BD-rates."""
         names = parse_baselines(baselines)
         options = BenchOptions(parse_qualities(qualities), names, parse_crfs(crfs, names), frames, gop, pix_fmt,
-                               device, model, bd_method, min_overlap, json_path, plot, overwrite)
+                               device, model, inter_model, vcodec_anchors, bd_method, min_overlap, json_path, plot,
+                               overwrite)
         # Tables are results: keep them whole when stdout is a file or a pipe (a terminal keeps its own width).
         out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
         reporter = _BarReporter(Console(stderr=True, soft_wrap=True))

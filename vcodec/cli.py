@@ -120,10 +120,11 @@ def encode(
                                 help="0 (fewest bits) .. 7 (best quality), fractions interpolate; or low, med, high (1, 4, 6)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Encode at most this many frames."),
     start: int = typer.Option(0, "--start", help="Skip this many frames first."),
-    gop: Optional[int] = typer.Option(None, "--gop", help="Distance between I-frames (every frame is an I-frame in this version)."),
+    gop: Optional[int] = typer.Option(None, "--gop", help="Frames from one I-frame to the next, the others P-frames (default 32; 1: all-intra; -1: only the first frame is an I-frame)."),
     fps: Optional[str] = typer.Option(None, "--fps", help="Frame rate of a PNG folder or image input (default 25), e.g. 30000/1001."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
+    inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one, when it belongs to --model)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
 ) -> None:
@@ -150,9 +151,10 @@ def encode(
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
         result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
-                            on_start, on_frame)
+                            on_start, on_frame, inter_model)
+    structure = (f"{result.frames - result.p_frames} I + {result.p_frames} P" if result.p_frames else "all I-frames")
     line = (
-        f"{result.frames} frames {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
+        f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
         f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
     )
     if result.psnr is not None:
@@ -212,10 +214,14 @@ def info(
         for key, value in [
             ("file", f"{data['file']} ({data['file_bytes']} bytes)"),
             ("format", f".hfc v{data['format_version']}, {data['entropy_form']} entropy path"),
-            ("model", f"{data['model']} (sha256 {data['weights_sha256'][:16]}...)"),
+            ("model", f"{data['model']} (sha256 {data['weights_sha256'][:16]}...)"
+                      + (f", P-frames {data['inter_model']} (sha256 {data['inter_weights_sha256'][:16]}...)"
+                         if data["inter_model"] else "")),
             ("size", f"{data['width']}x{data['height']} (coded {data['padded_width']}x{data['padded_height']})"),
             ("frame rate", f"{data['fps']} ({data['fps_float']:.3f} fps)"),
-            ("frames", f"{data['frame_count']} ({data['duration_s']:.2f} s), GOP {data['gop']}"),
+            ("frames", f"{data['frame_count']} ({data['duration_s']:.2f} s), "
+                       f"{sum(f['type'] == 'I' for f in data['frames'])} I + {sum(f['type'] == 'P' for f in data['frames'])} P, "
+                       f"GOP {data['gop'] if data['gop'] else 'only the first frame'}"),
             ("quality", ", ".join(f"{q:g}" for q in qualities) or "-"),
             ("colour", f"matrix {_matrix_name(data['colour']['matrix'])}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
             ("rate", f"{data['bpp']:.4f} bpp, {data['bitrate_kbps']:.1f} kbit/s"),
@@ -273,6 +279,59 @@ def train_intra(
         val=val, val_every=val_every, save_every=save_every, log_every=log_every, name=name, experiments=experiments,
         half=half, seed=seed, vimeo_frames=vimeo_frames, video_every=video_every, data_gib=data_gib,
         lambda_range=_parse_lambda_range(lambda_range),
+    )
+    result = run(opts, say=lambda s: err.print(s, highlight=False))
+    if result["rank"] == 0:
+        out.print(f"checkpoint {out_dir} at step {result['step']}", highlight=False)
+
+
+@train_app.command("stem")
+@interruptible
+def train_stem(
+    data: List[Path] = typer.Option(..., "--data", help="Video file or folder of them, Vimeo-90k root, or photo folder (synthetic camera motion); repeatable."),
+    val: List[Path] = typer.Option([], "--val", help="Held-out video (repeatable): P-frame rate against all-intra every --val-every steps."),
+    out_dir: Path = typer.Option(Path("checkpoints/stem"), "--out", help="Checkpoint folder to write."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint folder to continue from."),
+    intra: str = typer.Option("intra-n64m128", "--intra", help="The frozen intra model (name or .safetensors path)."),
+    cache: Path = typer.Option(Path(".data/latents"), "--cache", help="Folder of cached latents (built on first use)."),
+    variant: str = typer.Option("full", "--variant", help="full, residual, no-spm, no-tpm or no-spm-tpm (new runs)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop this chunk after so many minutes."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps of the run (sets the LR schedule)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    crop: int = typer.Option(16, "--crop", help="Crop size in latents (16 = 256 pixels); a multiple of 4."),
+    frames: int = typer.Option(4, "--frames", help="Frames per sample: one I-frame, then P-frames."),
+    max_stride: int = typer.Option(3, "--max-stride", help="Largest frame step within a sample."),
+    lr: float = typer.Option(3e-4, "--lr"),
+    lr_final: float = typer.Option(1e-5, "--lr-final"),
+    decay_from: float = typer.Option(0.8, "--decay-from"),
+    pretrained_lr_scale: float = typer.Option(0.1, "--pretrained-lr-scale", help="LR factor of the parts that start as the intra model's (h_a, h_s, z prior)."),
+    c: int = typer.Option(64, "--features", help="Width of each prior's features (new runs)."),
+    hidden: int = typer.Option(192, "--hidden", help="Width of the fusion (new runs)."),
+    device: str = typer.Option("auto", "--device"),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    val_every: int = typer.Option(1000, "--val-every"),
+    save_every: int = typer.Option(250, "--save-every"),
+    log_every: int = typer.Option(50, "--log-every"),
+    name: Optional[str] = typer.Option(None, "--name"),
+    experiments: Path = typer.Option(Path("experiments"), "--experiments"),
+    half: bool = typer.Option(False, "--half", help="Write a small hand-back checkpoint (bf16 weights, no optimizer state)."),
+    seed: int = typer.Option(0, "--seed"),
+    clip_frames: int = typer.Option(600, "--clip-frames", help="Frames taken from the start of each training video."),
+    motion_per_photo: int = typer.Option(4, "--motion-per-photo", help="Synthetic sequences per photo."),
+    motion_frames: int = typer.Option(7, "--motion-frames"),
+    motion_size: int = typer.Option(384, "--motion-size", help="Side of the synthetic sequences in pixels."),
+) -> None:
+    """Train (or continue training) the P-frame model (STEM) for one chunk, on cached latents of the intra model."""
+    from vcodec.train.stem_loop import StemOptions, train_stem as run
+
+    opts = StemOptions(
+        data=data, val=list(val), out=out_dir, resume=resume, intra=intra, cache=cache, variant=variant, c=c,
+        hidden=hidden, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop, frames=frames,
+        max_stride=max_stride, lr=lr, lr_final=lr_final, decay_from=decay_from,
+        pretrained_lr_scale=pretrained_lr_scale, device=device, threads=threads,
+        seed=seed, val_every=val_every, save_every=save_every, log_every=log_every, experiments=experiments,
+        name=name, half=half, clip_frames=clip_frames, motion_per_photo=motion_per_photo,
+        motion_frames=motion_frames, motion_size=motion_size,
     )
     result = run(opts, say=lambda s: err.print(s, highlight=False))
     if result["rank"] == 0:

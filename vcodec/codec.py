@@ -1,24 +1,29 @@
-"""Encoder and decoder: frames in, packets out (and back), with padding, quality, GOP and device choice.
+"""The GOP orchestrator: frames in, packets out (and back), each frame an I-frame or a P-frame as the GOP says.
 
-One frame in -> one packet out. The pixel path (g_a, g_s) runs on the chosen device; the entropy path (integer
-h_s, tables, rANS) runs on the CPU with integers, so a stream made anywhere decodes anywhere.
+I-frames go through the intra coder (intra_coder.py), P-frames through the inter coder (inter_coder.py), which
+conditions each one on the previous frame's decoded latent; both share the intra model's g_a and g_s. The pixel
+path runs on the chosen device; the entropy path runs on the CPU with integers, so a stream made anywhere decodes
+anywhere. A STEM P-frame's reconstruction is the intra model's g_s of its own latent, so nothing drifts along a
+GOP: a long one costs only seeking and recovery after damage.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from vcodec import container as C
-from vcodec.entropy import TableCoder
-from vcodec.errors import DamagedStream, InputError
-from vcodec.networks.intra import STRIDE_Z
-from vcodec.weights import ModelBundle
+from vcodec.errors import DamagedStream, InputError, ModelError
+from vcodec.inter_coder import InterCoder
+from vcodec.intra_coder import IntraCoder, Timings
+from vcodec.weights import ModelBundle, StemBundle
+
+# Frames from one I-frame to the next (benchmarks/gop.py measured the choice: see benchmarks/README.md).
+DEFAULT_GOP = 32
+ONLY_FIRST_INTRA = 0  # the stream's GOP field for --gop -1: only the first frame is an I-frame
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -31,110 +36,128 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def padded_size(width: int, height: int) -> tuple[int, int]:
-    return -(-width // STRIDE_Z) * STRIDE_Z, -(-height // STRIDE_Z) * STRIDE_Z
+def padded_size(width: int, height: int, version: int = C.FORMAT_VERSION) -> tuple[int, int]:
+    return C.padded(width, version), C.padded(height, version)
 
 
-def stream_header(bundle: ModelBundle, width: int, height: int, fps: Fraction, colour: C.Colour, gop: int) -> C.Header:
-    """The file header of a stream this encoder writes (the frame count is filled in when it is finished)."""
+def is_intra(index: int, gop: int) -> bool:
+    """Frame `index` is an I-frame: every gop-th frame, or only the first (gop 0)."""
+    return index == 0 if gop == ONLY_FIRST_INTRA else index % gop == 0
+
+
+def stream_header(bundle: ModelBundle, width: int, height: int, fps: Fraction, colour: C.Colour, gop: int,
+                  stem: StemBundle | None = None) -> C.Header:
+    """The file header of a stream this encoder writes (the frame count is filled in when it is finished). It
+    names the P-frame model only when the stream will hold P-frames."""
     pw, ph = padded_size(width, height)
+    inter = stem if stem is not None and gop != 1 else None
     return C.Header(
         model=bundle.name, weights_hash=bundle.sha256, width=width, height=height, padded_width=pw, padded_height=ph,
         fps=Fraction(fps).limit_denominator(1_000_000), entropy_form=C.ENTROPY_INTEGER, colour=colour,
-        gop=min(gop, C.MAX_FRAMES),
+        gop=min(gop, C.MAX_FRAMES), inter_model=inter.name if inter else None, inter_hash=inter.sha256 if inter else None,
     )
 
 
-@dataclass
-class Timings:
-    """Seconds spent per stage, for the bench's network-versus-entropy split."""
+def choose_inter_model(bundle: ModelBundle, inter_model, gop: int | None, device) -> tuple[StemBundle | None, int]:
+    """The P-frame model for this intra model and the stream's GOP field, from the user's --gop (None: not given;
+    -1: only the first frame is an I-frame) and --inter-model: theirs, or the shipped one when it belongs to this
+    intra model; all-intra when none does and P-frames were not asked for (ModelError when they were)."""
+    from vcodec import weights
 
-    network: float = 0.0
-    entropy: float = 0.0
-    frames: int = 0
-    extra: dict = field(default_factory=dict)
+    header_gop = ONLY_FIRST_INTRA if gop == -1 else gop
+    if header_gop == 1:
+        return None, 1
+    asked = gop is not None or inter_model is not None
+    try:
+        stem = weights.load_stem(inter_model or weights.DEFAULT_STEM_MODEL, device)
+    except ModelError:
+        if inter_model is not None or gop is not None:
+            raise
+        return None, 1  # no P-frame model installed: all-intra, as --gop 1
+    if stem.intra_sha256 != bundle.sha256:
+        if not asked:
+            return None, 1  # the shipped P-frame model is for the shipped intra model, not this one
+        raise ModelError(f"P-frame model '{stem.name}' was trained over intra model '{stem.intra_name}' (sha256 "
+                         f"{stem.intra_sha256.hex()[:16]}...), not over '{bundle.name}' (sha256 {bundle.hash_hex[:16]}...); "
+                         "give --gop 1 for all-intra, or --inter-model")
+    return stem, DEFAULT_GOP if header_gop is None else header_gop
 
 
-@dataclass
-class IntraSymbols:
-    """Everything an I-frame's entropy coder sees: z, round(y - mu), the scale index of each y, and mu."""
+def _load_inter_bundle(h: C.Header, bundle, device):
+    """The P-frame model a stream names (shipped models only), checked against its hash and its intra model."""
+    from vcodec import weights
 
-    z: np.ndarray  # int64 (N, H/64, W/64)
-    residual: np.ndarray  # int64 (M, H/16, W/16)
-    scale_index: np.ndarray  # uint8 (M, H/16, W/16)
-    mu: torch.Tensor  # float32 (M, H/16, W/16), exact on every machine (integer h_s)
+    if h.inter_model is None:
+        return None
+    if not weights.is_model_name(h.inter_model):
+        raise ModelError(f"the stream names P-frame model {ascii(h.inter_model)}, which is not a model name "
+                         f"({weights.MODEL_NAME_RULE})")
+    stem = weights.load_stem_named(h.inter_model, device)
+    if stem.sha256 != h.inter_hash:
+        raise ModelError(f"stream was made with P-frame model '{h.inter_model}' (weights sha256 "
+                         f"{h.inter_hash.hex()[:16]}...), but the installed '{stem.name}' has sha256 {stem.hash_hex[:16]}...")
+    if stem.intra_sha256 != bundle.sha256:
+        raise ModelError(f"P-frame model '{stem.name}' belongs to intra model '{stem.intra_name}', not to the "
+                         f"loaded '{bundle.name}'")
+    return stem
 
 
-class FrameCoder:
-    """Codes one frame at a time with one model: the I-frame path of the codec."""
+class VideoEncoder:
+    """One frame in, one packet out, I or P as the GOP says; keeps the decoder's state (the decoded latent)."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device):
-        self.bundle = bundle
-        self.device = device
-        self.model = bundle.model.to(device).eval()
-        self.y_coder = TableCoder(bundle.gaussian)
-        self.z_coder = TableCoder(bundle.z_tables)
+    def __init__(self, bundle: ModelBundle, device: torch.device, gop: int = 1, stem: StemBundle | None = None):
+        if gop != 1 and stem is None:
+            raise ValueError("a GOP longer than 1 needs a P-frame model")
         self.timings = Timings()
+        self.intra = IntraCoder(bundle, device, self.timings)
+        self.inter = InterCoder(stem, self.intra) if stem is not None and gop != 1 else None
+        self.gop = gop
+        self.index = 0
+        self.y_hat: torch.Tensor | None = None  # the previous frame's decoded latent, as the decoder has it
+        self.symbols = None  # the last frame's symbols (tests compare them with the decoder's)
 
-    def _channel_map(self, shape: tuple[int, int, int]) -> np.ndarray:
-        return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
-
-    def _quality(self, q: float) -> torch.Tensor:
-        return torch.tensor([float(q)], device=self.device)
-
-    @torch.no_grad()
-    def symbols(self, rgb: np.ndarray, quality: float) -> IntraSymbols:
-        """The analysis half of encoding: what the entropy coder will be asked to code."""
-        h, w = rgb.shape[:2]
-        pw, ph = padded_size(w, h)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
-        if (pw, ph) != (w, h):
-            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
-        y = self.model.analysis(x, self._quality(quality))
-        z = torch.round(self.model.hyper_analysis(y))[0].to("cpu", torch.int64).numpy()
-        mu, scale_index = self.bundle.h_s(z)
-        residual = torch.round(y[0].float().cpu() - mu).to(torch.int64).numpy()
-        return IntraSymbols(z, residual, scale_index, mu)
-
-    def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
+    def encode(self, rgb: np.ndarray, quality: float) -> C.Packet:
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
         t0 = time.perf_counter()
-        s = self.symbols(rgb, quality)
-        t1 = time.perf_counter()
-        subs = [self.z_coder.encode(s.z, self._channel_map(s.z.shape)), self.y_coder.encode(s.residual, s.scale_index)]
-        self.timings.network += t1 - t0  # the integer h_s counts as network: it is one
-        self.timings.entropy += time.perf_counter() - t1
+        y = self.intra.analysis(rgb, quality)
+        self.timings.network += time.perf_counter() - t0
+        if self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None:
+            packet, self.symbols = self.intra.encode_latent(y, quality, self.index)
+        else:
+            packet, self.symbols = self.inter.encode_latent(y, self.y_hat, quality, self.index)
+        self.y_hat = self.symbols.decoded_latent()
         self.timings.frames += 1
-        return C.Packet(index, C.FRAME_I, quality, tuple(s.residual.shape), tuple(s.z.shape), subs)
+        self.index += 1
+        return packet
 
-    def parse_intra(self, packet: C.Packet) -> IntraSymbols:
-        """The entropy-decoding half of decoding: symbols back from a packet, or DamagedStream."""
-        cfg = self.bundle.config
-        if packet.frame_type != C.FRAME_I:
-            raise DamagedStream(f"frame {packet.index}: P-frames are not supported by this decoder", packet.index)
-        if packet.latent_shape[0] != cfg.m or packet.hyper_shape[0] != cfg.n or len(packet.substreams) != 2:
-            raise DamagedStream(f"frame {packet.index}: packet layout does not match model {self.bundle.name}", packet.index)
-        if not 0 <= packet.quality <= cfg.levels - 1:
-            raise DamagedStream(f"frame {packet.index}: quality {packet.quality:g} out of range", packet.index)
-        try:
-            z = self.z_coder.decode(packet.substreams[0], self._channel_map(packet.hyper_shape))
-            mu, scale_index = self.bundle.h_s(z)
-            if tuple(mu.shape) != packet.latent_shape:
-                raise DamagedStream("latent shape mismatch")
-            residual = self.y_coder.decode(packet.substreams[1], scale_index)
-        except DamagedStream as e:
-            raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
-        return IntraSymbols(z, residual, scale_index, mu)
 
-    @torch.no_grad()
-    def decode_intra(self, packet: C.Packet, width: int, height: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        s = self.parse_intra(packet)
-        t1 = time.perf_counter()
-        y_hat = (torch.from_numpy(s.residual).float() + s.mu)[None].to(self.device)
-        x = self.model.synthesis(y_hat, self._quality(packet.quality))[0, :, :height, :width]
-        rgb = torch.nan_to_num(x.float(), 0.0).clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        self.timings.entropy += t1 - t0
-        self.timings.network += time.perf_counter() - t1
-        self.timings.frames += 1
+class VideoDecoder:
+    """Packets in frame order -> pictures; a P-frame needs the frame before it decoded."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device, stem: StemBundle | None = None):
+        self.timings = Timings()
+        self.intra = IntraCoder(bundle, device, self.timings)
+        self.inter = InterCoder(stem, self.intra) if stem is not None else None
+        self.y_hat: torch.Tensor | None = None
+
+    def decode(self, packet: C.Packet, width: int, height: int) -> np.ndarray:
+        if packet.frame_type == C.FRAME_I:
+            rgb, self.y_hat = self.intra.decode_packet(packet, width, height)
+            return rgb
+        if self.inter is None:
+            raise DamagedStream(f"frame {packet.index}: a P-frame, but no P-frame model is loaded", packet.index)
+        if self.y_hat is None:
+            raise DamagedStream(f"frame {packet.index}: a P-frame with no decoded frame before it", packet.index)
+        rgb, self.y_hat = self.inter.decode_packet(packet, self.y_hat, width, height)
         return rgb
+
+    def parse(self, packet: C.Packet):
+        """Symbols only (no synthesis), keeping the state: what tests compare with the encoder's."""
+        if packet.frame_type == C.FRAME_I:
+            s = self.intra.parse_intra(packet)
+        else:
+            if self.inter is None or self.y_hat is None:
+                raise DamagedStream(f"frame {packet.index}: a P-frame that cannot be decoded here", packet.index)
+            s = self.inter.parse_inter(packet, self.y_hat)
+        self.y_hat = s.decoded_latent()
+        return s

@@ -1,4 +1,5 @@
-"""The .hfc container, format v1 (docs/FORMAT.md): header, packets, index. Bytes only: no torch, no constriction.
+"""The .hfc container, format v2 (docs/FORMAT.md; v1 is still read): header, packets, index. Bytes only: no torch,
+no constriction.
 
 Writing is streaming and atomic: packets go to a temp file beside the output as they come, the index and the final
 frame count at the end, then one rename. Reading validates every length, shape and checksum against hard limits
@@ -20,7 +21,13 @@ from typing import BinaryIO, Iterator
 from vcodec.errors import DamagedStream, OutputError
 
 MAGIC = b"\x8bHFC\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# Pictures are padded to a multiple of this before the analysis transform: v1 padded to the hyper-latent's stride
+# and coded the padding's latents; v2 pads to the latent's stride and codes only the picture's latents.
+PAD_MULTIPLE = {1: 64, 2: 16}
+LATENT_STRIDE, HYPER_STRIDE = 16, 4  # pixels per latent; latents per hyper-latent
+MAX_EXTRA_MODELS = 1  # v2: the inter (P-frame) model, after the intra one
 PACKET_MARK = b"HFPK"
 INDEX_MARK = b"HFIX"
 TRAILER_MARK = b"HFIE"
@@ -65,9 +72,26 @@ class Colour:
     bit_depth: int = 8
 
 
+def _name_bytes(name: str) -> bytes:
+    raw = name.encode("utf-8")
+    if not 0 < len(raw) <= MAX_MODEL_NAME:
+        raise ValueError("model name must be 1..64 bytes of UTF-8")
+    return raw
+
+
+def padded(size: int, version: int = FORMAT_VERSION) -> int:
+    """A picture side as the analysis transform sees it: rounded up to the version's multiple."""
+    k = PAD_MULTIPLE[version]
+    return -(-size // k) * k
+
+
+def hyper_side(latent_side: int) -> int:
+    return -(-latent_side // HYPER_STRIDE)
+
+
 @dataclass
 class Header:
-    model: str
+    model: str  # the intra (I-frame) model
     weights_hash: bytes
     width: int
     height: int
@@ -76,14 +100,14 @@ class Header:
     fps: Fraction
     entropy_form: int = ENTROPY_FLOAT
     colour: Colour = field(default_factory=Colour)
-    gop: int = 1
+    gop: int = 1  # v2: 0 = only the first frame is an I-frame
     frame_count: int = 0
     version: int = FORMAT_VERSION
+    inter_model: str | None = None  # v2: the P-frame (STEM) model, when the stream may hold P-frames
+    inter_hash: bytes | None = None
 
     def pack(self) -> bytes:
-        name = self.model.encode("utf-8")
-        if not 0 < len(name) <= MAX_MODEL_NAME:
-            raise ValueError("model name must be 1..64 bytes of UTF-8")
+        name = _name_bytes(self.model)
         if len(self.weights_hash) != HASH_BYTES:
             raise ValueError("weights hash must be 32 bytes")
         body = _HEADER_PRE.pack(self.version, 0, len(name)) + name + _HEADER_POST.pack(
@@ -91,6 +115,16 @@ class Header:
             self.fps.numerator, self.fps.denominator, self.colour.matrix, int(self.colour.full_range),
             self.colour.primaries, self.colour.transfer, self.colour.bit_depth, self.gop, self.frame_count,
         )
+        if self.version >= 2:
+            if self.inter_model is None:
+                body += b"\x00"
+            else:
+                inter = _name_bytes(self.inter_model)
+                if self.inter_hash is None or len(self.inter_hash) != HASH_BYTES:
+                    raise ValueError("inter model hash must be 32 bytes")
+                body += b"\x01" + bytes([len(inter)]) + inter + self.inter_hash
+        elif self.inter_model is not None:
+            raise ValueError("v1 streams name one model")
         blob = MAGIC + struct.pack("<I", len(MAGIC) + 4 + len(body) + 4) + body
         return blob + struct.pack("<I", zlib.crc32(blob))
 
@@ -229,7 +263,8 @@ def read_header(f: BinaryIO) -> Header:
         raise DamagedStream("not an .hfc stream (bad magic)")
     (size,) = struct.unpack("<I", magic[len(MAGIC) :])
     minimum = len(MAGIC) + 4 + _HEADER_PRE.size + 1 + _HEADER_POST.size + 4
-    if not minimum <= size <= minimum - 1 + MAX_MODEL_NAME:
+    extra_most = 1 + MAX_EXTRA_MODELS * (1 + MAX_MODEL_NAME + HASH_BYTES)  # v2's model list, at most
+    if not minimum <= size <= minimum - 1 + MAX_MODEL_NAME + extra_most:
         raise DamagedStream("damaged header (impossible header size)")
     rest = _read_exact(f, size - len(magic))
     if rest is None:
@@ -239,22 +274,35 @@ def read_header(f: BinaryIO) -> Header:
         raise DamagedStream("damaged header (checksum mismatch)")
     body = rest[:-4]
     version, flags, name_len = _HEADER_PRE.unpack_from(body)
-    if version != FORMAT_VERSION:
-        raise DamagedStream(f"unsupported .hfc format version {version} (this vcodec reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise DamagedStream(f"unsupported .hfc format version {version} (this vcodec reads versions "
+                            f"{', '.join(map(str, READABLE_VERSIONS))})")
     if flags:
         raise DamagedStream(f"unsupported header flags {flags:#06x} (a newer vcodec wrote this stream?)")
-    if len(body) != _HEADER_PRE.size + name_len + _HEADER_POST.size:
+    fixed = _HEADER_PRE.size + name_len + _HEADER_POST.size
+    if len(body) < fixed or (version == 1 and len(body) != fixed):
         raise DamagedStream("damaged header (name length disagrees with header size)")
-    try:
-        name = body[_HEADER_PRE.size : _HEADER_PRE.size + name_len].decode("utf-8")
-    except UnicodeDecodeError:
-        raise DamagedStream("damaged header (model name is not UTF-8)") from None
+    name = _decode_name(body[_HEADER_PRE.size : _HEADER_PRE.size + name_len])
+    inter_model = inter_hash = None
+    if version >= 2:
+        extra = body[fixed:]
+        if not extra or extra[0] > MAX_EXTRA_MODELS:
+            raise DamagedStream("damaged header (bad model count)")
+        if extra[0] == 0 and len(extra) != 1:
+            raise DamagedStream("damaged header (model list disagrees with header size)")
+        if extra[0] == 1:
+            n = extra[1] if len(extra) > 1 else 0
+            if not 0 < n <= MAX_MODEL_NAME or len(extra) != 2 + n + HASH_BYTES:
+                raise DamagedStream("damaged header (model list disagrees with header size)")
+            inter_model = _decode_name(extra[2 : 2 + n])
+            inter_hash = bytes(extra[2 + n :])
     fields = _HEADER_POST.unpack_from(body, _HEADER_PRE.size + name_len)
     (weights_hash, form, w, h, pw, ph, fn, fd, matrix, full, prim, trc, depth, gop, count) = fields
     header = Header(
         model=name, weights_hash=weights_hash, width=w, height=h, padded_width=pw, padded_height=ph,
         fps=Fraction(fn, fd) if fd else Fraction(0), entropy_form=form,
         colour=Colour(matrix, bool(full), prim, trc, depth), gop=gop, frame_count=count, version=version,
+        inter_model=inter_model, inter_hash=inter_hash,
     )
     if full > 1:
         raise DamagedStream("bad header: range flag is neither 0 nor 1")
@@ -262,18 +310,26 @@ def read_header(f: BinaryIO) -> Header:
     return header
 
 
+def _decode_name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DamagedStream("damaged header (model name is not UTF-8)") from None
+
+
 def _validate_header(h: Header) -> None:
     if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
         raise DamagedStream(f"bad header: frame size {h.width}x{h.height} outside 1..{MAX_SIDE}")
     if not (h.width <= h.padded_width <= MAX_SIDE and h.height <= h.padded_height <= MAX_SIDE):
         raise DamagedStream("bad header: padded size smaller than the frame or too large")
-    if h.padded_width % 64 or h.padded_height % 64 or h.padded_width - h.width >= 64 or h.padded_height - h.height >= 64:
-        raise DamagedStream("bad header: padded size is not the frame size rounded up to a multiple of 64")
+    if (h.padded_width, h.padded_height) != (padded(h.width, h.version), padded(h.height, h.version)):
+        raise DamagedStream(f"bad header: padded size is not the frame size rounded up to a multiple of "
+                            f"{PAD_MULTIPLE[h.version]}")
     if h.fps <= 0 or h.fps.denominator > 1_000_000 or h.fps > 1000:
         raise DamagedStream("bad header: frame rate out of range")
     if h.entropy_form not in ENTROPY_FORMS:
         raise DamagedStream(f"bad header: unknown entropy form {h.entropy_form}")
-    if h.frame_count > MAX_FRAMES or not 1 <= h.gop <= MAX_FRAMES:
+    if h.frame_count > MAX_FRAMES or not (1 if h.version == 1 else 0) <= h.gop <= MAX_FRAMES:
         raise DamagedStream("bad header: frame count or GOP out of range")
     c = h.colour
     if c.matrix > MAX_H273_MATRIX or c.primaries > MAX_H273_PRIMARIES or c.transfer > MAX_H273_TRANSFER:
@@ -305,8 +361,10 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | No
         raise DamagedStream(f"frame {expected_index}: packet for frame {index} found instead", expected_index)
     if ftype not in FRAME_TYPES:
         raise DamagedStream(f"frame {index}: unknown frame type {ftype}", index)
-    expect_latent = (header.padded_height // 16, header.padded_width // 16)
-    expect_hyper = (header.padded_height // 64, header.padded_width // 64)
+    if ftype == FRAME_P and header.inter_model is None:
+        raise DamagedStream(f"frame {index}: a P-frame in a stream that names no P-frame model", index)
+    expect_latent = (header.padded_height // LATENT_STRIDE, header.padded_width // LATENT_STRIDE)
+    expect_hyper = tuple(hyper_side(v) for v in expect_latent)
     if (lh, lw) != expect_latent or (hh, hw) != expect_hyper or not (0 < lc <= MAX_CHANNELS and 0 < hc <= MAX_CHANNELS):
         raise DamagedStream(f"frame {index}: latent shapes disagree with the frame size", index)
     total = sum(lengths)

@@ -26,8 +26,11 @@ from vcodec import tables as T
 from vcodec.errors import ModelError
 from vcodec.networks.integer import IntegerHyperSynthesis
 from vcodec.networks.intra import IntraConfig, IntraModel
+from vcodec.networks.stem import StemConfig, StemModel
+from vcodec.networks.stem_integer import IntegerStem
 
 DEFAULT_MODEL = "intra-n64m128"
+DEFAULT_STEM_MODEL = "stem-n64m128"  # P-frames over DEFAULT_MODEL
 SUFFIX = ".safetensors"
 WEIGHTS_FORMAT = "1"
 # Stored in half precision, computed in fp32: plenty for them, and half the file. h_s is stored only as its integer
@@ -131,7 +134,28 @@ def _ragged_tensors(t: T.RaggedTables, prefix: str) -> dict[str, torch.Tensor]:
     }
 
 
-_LOADED: dict[tuple, ModelBundle] = {}
+@dataclass
+class StemBundle:
+    """A P-frame model: its float h_a (encoder only), the integer entropy path, z_t's tables, and the intra model
+    whose g_a / g_s / gains it was trained over (a stream needs both, and records both hashes)."""
+
+    name: str
+    path: Path
+    sha256: bytes
+    config: StemConfig
+    model: StemModel
+    integer: IntegerStem
+    z_tables: T.RaggedTables
+    intra_name: str
+    intra_sha256: bytes
+    metadata: dict
+
+    @property
+    def hash_hex(self) -> str:
+        return self.sha256.hex()
+
+
+_LOADED: dict[tuple, object] = {}
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: torch.device | str = "cpu") -> ModelBundle:
@@ -145,23 +169,40 @@ def load_named(name: str, device: torch.device | str = "cpu") -> ModelBundle:
     return _cached(find_named(name), device)
 
 
-def _cached(path: Path, device: torch.device | str) -> ModelBundle:
+def load_stem(name_or_path: str | os.PathLike = DEFAULT_STEM_MODEL, device: torch.device | str = "cpu") -> StemBundle:
+    """A P-frame model: the user's choice, a name or a path."""
+    return _cached(resolve(name_or_path), device, "stem")
+
+
+def load_stem_named(name: str, device: torch.device | str = "cpu") -> StemBundle:
+    """A shipped P-frame model by bare name (what a stream's header says)."""
+    return _cached(find_named(name), device, "stem")
+
+
+def _cached(path: Path, device: torch.device | str, kind: str = "intra"):
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device))
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(device), kind)
     if key not in _LOADED:
-        _LOADED[key] = _load(path, device)
+        _LOADED[key] = _load(path, device) if kind == "intra" else _load_stem(path, device)
     return _LOADED[key]
 
 
-def _load(path: Path, device: torch.device | str) -> ModelBundle:
+def _read(path: Path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises its own types for every malformed file
         raise WeightsError(f"cannot read weights {path}: {e}") from None
-    if meta.get("vcodec.format") != WEIGHTS_FORMAT or meta.get("vcodec.kind") != "intra":
-        raise WeightsError(f"{path} is not a vcodec intra model (format {meta.get('vcodec.format')})")
+    if meta.get("vcodec.format") != WEIGHTS_FORMAT or meta.get("vcodec.kind") != kind:
+        what = "intra (I-frame)" if kind == "intra" else "STEM (P-frame)"
+        raise WeightsError(f"{path} is not a vcodec {what} model (format {meta.get('vcodec.format')}, "
+                           f"kind {meta.get('vcodec.kind')})")
+    return meta, tensors
+
+
+def _load(path: Path, device: torch.device | str) -> ModelBundle:
+    meta, tensors = _read(path, "intra")
     try:
         config = IntraConfig(**json.loads(meta["vcodec.config"]))
         model = IntraModel(config)
@@ -196,8 +237,68 @@ def _float_h_s(model: IntraModel, h_s: IntegerHyperSynthesis) -> dict[str, torch
     return state
 
 
+def _load_stem(path: Path, device: torch.device | str) -> StemBundle:
+    meta, tensors = _read(path, "stem")
+    try:
+        config = StemConfig(**json.loads(meta["vcodec.config"]))
+        intra = json.loads(meta["vcodec.intra"])
+        intra_name, intra_sha = str(intra["name"]), bytes.fromhex(intra["sha256"])
+        if not is_model_name(intra_name) or len(intra_sha) != 32:
+            raise ValueError("bad intra model reference")
+        model = StemModel(config)
+        integer = IntegerStem.from_tensors(config, tensors)
+        state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
+        state.update(integer.float_state(model))
+        own = model.state_dict()
+        if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+            raise WeightsError(f"{path}: network tensors do not match the model's layout")
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+        z_tables = _ragged_from(tensors, "tables.z")
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise WeightsError(f"{path}: malformed weights ({e})") from None
+    if len(z_tables) != config.n or len(integer.thresholds) != T.SCALE_COUNT - 1:
+        raise WeightsError(f"{path}: table counts do not match the model")
+    model.eval().to(device)
+    name = meta.get("vcodec.name", path.stem)
+    return StemBundle(name, path, file_hash(path), config, model, integer, z_tables, intra_name, intra_sha, meta)
+
+
+def export_stem(model: StemModel, path: Path, name: str, intra_name: str, intra_sha256: bytes,
+                info: dict | None = None) -> bytes:
+    """Write a P-frame model file (float h_a and z prior, integer entropy path, z_t tables); returns its SHA-256."""
+    model = model.float().cpu().eval()
+    entropy = tuple(f"{k}." for k in model.entropy_modules() if k != "out") + ("out.",)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        if k.startswith(entropy):
+            continue  # stored once, as the integer twin (load rebuilds the float networks from it)
+        half = k.startswith("h_a.") and v.is_floating_point()
+        tensors[f"net.{k}"] = v.detach().to(torch.float16 if half else torch.float32).contiguous()
+    scales = T.scale_table()
+    tensors.update(IntegerStem.from_float(model, T.log_scale_thresholds(scales)).tensors())
+    tensors.update(_ragged_tensors(T.factorized_tables(z_cdf(model), model.config.n), "tables.z"))
+    meta = {
+        "vcodec.format": WEIGHTS_FORMAT,
+        "vcodec.kind": "stem",
+        "vcodec.name": name,
+        "vcodec.config": json.dumps(model.config.to_dict()),
+        "vcodec.intra": json.dumps({"name": intra_name, "sha256": intra_sha256.hex()}),
+        "vcodec.info": json.dumps(info or {}),
+    }
+    return _write(tensors, meta, Path(path))
+
+
+def _write(tensors: dict, meta: dict, path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return file_hash(path)
+
+
 @torch.no_grad()
-def z_cdf(model: IntraModel):
+def z_cdf(model: IntraModel | StemModel):
     prior = copy.deepcopy(model.z_prior).double().cpu()
 
     @torch.no_grad()
@@ -229,10 +330,4 @@ def export(model: IntraModel, path: Path, name: str, info: dict | None = None) -
         "vcodec.config": json.dumps(model.config.to_dict()),
         "vcodec.info": json.dumps(info or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return file_hash(path)
+    return _write(tensors, meta, Path(path))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vcodec import quality as Q
-from vcodec.networks.layers import GDN, conv, deconv, lower_bound
+from vcodec.networks.layers import GDN, conv, deconv, lower_bound, pad_to_hyper
 from vcodec.networks.priors import FactorizedPrior, bits, gaussian_likelihood
 
 # Range of the standard deviations the coder knows (tables.SCALES spans the same).
@@ -123,6 +123,18 @@ class IntraModel(nn.Module):
 
     def synthesis(self, y_hat: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat * self.inverse_gain(q).to(y_hat.dtype))
+
+    @torch.no_grad()
+    def coded_estimate(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A latent (B, M, h, w) of any size coded as the codec codes it (rounded; the hyper-analysis on the latent
+        padded to a multiple of 4, the hyper-synthesis cropped back): estimated bits per item and decoded latent."""
+        h, w = y.shape[-2:]
+        z = torch.round(self.hyper_analysis(pad_to_hyper(y)))
+        mu, log_sigma = (t[..., :h, :w] for t in self.entropy_parameters(z))
+        sigma = torch.exp(lower_bound(log_sigma, LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
+        residual = torch.round(y - mu)
+        total = bits(self.z_prior.likelihood(z)) + bits(gaussian_likelihood(residual, sigma))
+        return total, residual + mu
 
     # -- training and evaluation view ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:

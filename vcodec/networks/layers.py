@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+HYPER_STRIDE = 4  # a hyper-latent covers 4x4 latents (64x64 pixels)
 
 
 class _LowerBound(torch.autograd.Function):
@@ -62,3 +65,10 @@ class GDN(nn.Module):
         c = gamma.shape[0]
         norm = nn.functional.conv2d(x.abs(), gamma.view(c, c, 1, 1), beta)
         return x * norm if self.inverse else x / norm
+
+
+def pad_to_hyper(y: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad a latent to a multiple of HYPER_STRIDE, the size a hyper-analysis needs."""
+    h, w = y.shape[-2:]
+    ph, pw = -h % HYPER_STRIDE, -w % HYPER_STRIDE
+    return F.pad(y, (0, pw, 0, ph), mode="replicate") if ph or pw else y

@@ -1,0 +1,136 @@
+"""P-frames: one picture -> one packet with STEM, conditioned on the previous frame's decoded latent, and back.
+
+The analysis (g_a and the gains) and the synthesis are the intra model's: a P-frame differs from an I-frame only
+in how its latent is entropy-coded. Its packet carries three substreams: z_t, then the checkerboard's anchors,
+then the other half (two substreams, z_t and y, for a variant without the spatial prior). Both halves are coded
+in raster order of their positions, each symbol with the Gaussian table of its scale index.
+
+Everything the parse depends on comes from integers both sides hold bit for bit: z_t as sent, the previous
+decoded latent and the decoded anchors in fixed point (integer.to_fixed of their float32 values), and the
+integer-exact STEM (networks/stem_integer.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vcodec import container as C
+from vcodec.entropy import TableCoder
+from vcodec.errors import DamagedStream
+from vcodec.intra_coder import IntraCoder, channel_map
+from vcodec.networks.integer import ACT_FRAC_BITS, to_fixed
+from vcodec.networks.stem import anchor_mask
+from vcodec.weights import StemBundle
+
+
+@dataclass
+class InterSymbols:
+    """Everything a P-frame's entropy coder sees (the two checkerboard halves merged back into one grid)."""
+
+    z: np.ndarray  # int64 (N, ceil(h/4), ceil(w/4))
+    residual: np.ndarray  # int64 (M, h, w)
+    scale_index: np.ndarray  # uint8 (M, h, w)
+    mu: torch.Tensor  # float32 (M, h, w), a multiple of 2^-8, exact on every machine
+
+    def decoded_latent(self) -> torch.Tensor:
+        return torch.from_numpy(self.residual).float() + self.mu
+
+
+def _scatter(grid: torch.Tensor, where: torch.Tensor, values: torch.Tensor) -> None:
+    """grid (C, h, w)[:, where] = values (C, n), in raster order."""
+    grid.view(grid.shape[0], -1)[:, where.reshape(-1)] = values
+
+
+class InterCoder:
+    def __init__(self, stem: StemBundle, intra: IntraCoder):
+        if stem.intra_sha256 != intra.bundle.sha256:
+            raise ValueError(f"P-frame model {stem.name} belongs to intra model {stem.intra_name} "
+                             f"(sha256 {stem.intra_sha256.hex()[:16]}...), not to {intra.bundle.name}")
+        self.stem = stem
+        self.intra = intra
+        self.model = stem.model.to(intra.device).eval()
+        self.z_coder = TableCoder(stem.z_tables)
+        self.y_coder = intra.y_coder  # the same 64 Gaussian tables
+        self.timings = intra.timings
+
+    def _passes(self, h: int, w: int) -> list[torch.Tensor]:
+        if not self.stem.config.spm:
+            return [torch.ones(h, w, dtype=torch.bool)]
+        anchors = anchor_mask(h, w)
+        return [anchors, ~anchors]
+
+    @torch.no_grad()
+    def encode_latent(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float, index: int):
+        """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> (packet, symbols)."""
+        t0 = time.perf_counter()
+        m, h, w = y.shape[1:]
+        z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))[0]
+        z = z.to("cpu", torch.int64).numpy()
+        y = y[0].float().cpu()
+        prep = self.stem.integer.prepare(z, to_fixed(y_prev), quality)
+        residual = torch.zeros(m, h, w, dtype=torch.int64)
+        mu = torch.zeros(m, h, w)
+        index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
+        decoded = None
+        halves = []
+        for where in self._passes(h, w):
+            mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
+            mu_here = (mu_fixed * 2.0**-ACT_FRAC_BITS).float()
+            res = torch.round(y.reshape(m, -1)[:, where.reshape(-1)] - mu_here).to(torch.int64)
+            _scatter(residual, where, res)
+            _scatter(mu, where, mu_here)
+            _scatter(index_grid, where, torch.from_numpy(idx))
+            halves.append((res.numpy(), idx))
+            decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))  # the anchors, zero elsewhere
+        t1 = time.perf_counter()
+        subs = [self.z_coder.encode(z, channel_map(z.shape))] + [self.y_coder.encode(r, i) for r, i in halves]
+        self.timings.network += t1 - t0
+        self.timings.entropy += time.perf_counter() - t1
+        symbols = InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
+        return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(z.shape), subs), symbols
+
+    def parse_inter(self, packet: C.Packet, y_prev: torch.Tensor) -> InterSymbols:
+        """Symbols back from a P-frame packet given the previous decoded latent, or DamagedStream."""
+        cfg = self.stem.config
+        passes = 2 if cfg.spm else 1
+        m, h, w = packet.latent_shape
+        if m != cfg.m or packet.hyper_shape[0] != cfg.n or len(packet.substreams) != 1 + passes:
+            raise DamagedStream(f"frame {packet.index}: packet layout does not match model {self.stem.name}", packet.index)
+        if tuple(y_prev.shape) != packet.latent_shape:
+            raise DamagedStream(f"frame {packet.index}: P-frame of another size than the frame before it", packet.index)
+        if not 0 <= packet.quality <= self.intra.bundle.config.levels - 1:
+            raise DamagedStream(f"frame {packet.index}: quality {packet.quality:g} out of range", packet.index)
+        try:
+            z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
+            prep = self.stem.integer.prepare(z, to_fixed(y_prev), packet.quality)
+            if prep.hyper.shape[1:] != (h, w):
+                raise DamagedStream("hyper-latent shape mismatch")
+            residual = torch.zeros(m, h, w, dtype=torch.int64)
+            mu = torch.zeros(m, h, w)
+            index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
+            decoded = None
+            for k, where in enumerate(self._passes(h, w)):
+                mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
+                res = torch.from_numpy(self.y_coder.decode(packet.substreams[1 + k], idx))
+                _scatter(residual, where, res)
+                _scatter(mu, where, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
+                _scatter(index_grid, where, torch.from_numpy(idx))
+                decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
+        except DamagedStream as e:
+            raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
+        return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
+
+    def decode_packet(self, packet: C.Packet, y_prev: torch.Tensor, width: int, height: int):
+        """(picture, decoded latent) of a P-frame packet."""
+        t0 = time.perf_counter()
+        y_hat = self.parse_inter(packet, y_prev).decoded_latent()
+        t1 = time.perf_counter()
+        rgb = self.intra.reconstruct(y_hat, packet.quality, width, height)
+        self.timings.entropy += t1 - t0
+        self.timings.network += time.perf_counter() - t1
+        self.timings.frames += 1
+        return rgb, y_hat

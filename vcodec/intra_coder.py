@@ -1,0 +1,151 @@
+"""I-frames: one picture -> one packet with the intra model (mean-scale hyperprior), and back.
+
+The picture is padded to a multiple of 16 (replicate) for g_a; the latent covers the picture and only its own
+symbols are coded. The hyper-analysis sees the latent padded to a multiple of 4 (replicate), and the hyper-synthesis'
+output is cropped back to the latent's size. (Streams of format v1 padded the picture to 64 and coded every latent;
+their shapes are multiples of 4 already, so the same code decodes them.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vcodec import container as C
+from vcodec.entropy import TableCoder
+from vcodec.errors import DamagedStream
+from vcodec.networks.layers import pad_to_hyper
+from vcodec.weights import ModelBundle
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage, for the bench's network-versus-entropy split."""
+
+    network: float = 0.0
+    entropy: float = 0.0
+    frames: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class IntraSymbols:
+    """Everything an I-frame's entropy coder sees: z, round(y - mu), the scale index of each y, and mu."""
+
+    z: np.ndarray  # int64 (N, ceil(h/4), ceil(w/4))
+    residual: np.ndarray  # int64 (M, h, w)
+    scale_index: np.ndarray  # uint8 (M, h, w)
+    mu: torch.Tensor  # float32 (M, h, w), exact on every machine (integer h_s)
+
+    def decoded_latent(self) -> torch.Tensor:
+        """y_hat = residual + mu, float32 on the CPU: bit for bit what the decoder holds."""
+        return torch.from_numpy(self.residual).float() + self.mu
+
+
+def channel_map(shape: tuple[int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> uint8 (H, W, 3) on the CPU."""
+    return torch.nan_to_num(x.float(), 0.0).clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class IntraCoder:
+    """The I-frame path: analysis (g_a, shared with P-frames), entropy coding, synthesis (g_s, shared too)."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device, timings: Timings | None = None):
+        self.bundle = bundle
+        self.device = device
+        self.model = bundle.model.to(device).eval()
+        self.y_coder = TableCoder(bundle.gaussian)
+        self.z_coder = TableCoder(bundle.z_tables)
+        self.timings = timings or Timings()
+
+    def quality(self, q: float) -> torch.Tensor:
+        return torch.tensor([float(q)], device=self.device)
+
+    @torch.no_grad()
+    def analysis(self, rgb: np.ndarray, quality: float) -> torch.Tensor:
+        """uint8 (H, W, 3) -> y = g_a(x) * gain[q], (1, M, ceil(H/16), ceil(W/16)) on the device."""
+        h, w = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+        ph, pw = C.padded(h) - h, C.padded(w) - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return self.model.analysis(x, self.quality(quality))
+
+    @torch.no_grad()
+    def symbols_of(self, y: torch.Tensor) -> IntraSymbols:
+        h, w = y.shape[-2:]
+        z = torch.round(self.model.hyper_analysis(pad_to_hyper(y)))[0].to("cpu", torch.int64).numpy()
+        mu, scale_index = self.bundle.h_s(z)
+        mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
+        residual = torch.round(y[0].float().cpu() - mu).to(torch.int64).numpy()
+        return IntraSymbols(z, residual, scale_index, mu)
+
+    def symbols(self, rgb: np.ndarray, quality: float) -> IntraSymbols:
+        """The analysis half of encoding: what the entropy coder will be asked to code."""
+        return self.symbols_of(self.analysis(rgb, quality))
+
+    def encode_latent(self, y: torch.Tensor, quality: float, index: int) -> tuple[C.Packet, IntraSymbols]:
+        t0 = time.perf_counter()
+        s = self.symbols_of(y)
+        t1 = time.perf_counter()
+        subs = [self.z_coder.encode(s.z, channel_map(s.z.shape)), self.y_coder.encode(s.residual, s.scale_index)]
+        self.timings.network += t1 - t0  # the integer h_s counts as network: it is one
+        self.timings.entropy += time.perf_counter() - t1
+        return C.Packet(index, C.FRAME_I, quality, tuple(s.residual.shape), tuple(s.z.shape), subs), s
+
+    def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
+        quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
+        t0 = time.perf_counter()
+        y = self.analysis(rgb, quality)
+        self.timings.network += time.perf_counter() - t0
+        self.timings.frames += 1
+        return self.encode_latent(y, quality, index)[0]
+
+    def parse_intra(self, packet: C.Packet) -> IntraSymbols:
+        """The entropy-decoding half of decoding: symbols back from a packet, or DamagedStream."""
+        cfg = self.bundle.config
+        if packet.frame_type != C.FRAME_I:
+            raise DamagedStream(f"frame {packet.index}: not an I-frame", packet.index)
+        if packet.latent_shape[0] != cfg.m or packet.hyper_shape[0] != cfg.n or len(packet.substreams) != 2:
+            raise DamagedStream(f"frame {packet.index}: packet layout does not match model {self.bundle.name}", packet.index)
+        if not 0 <= packet.quality <= cfg.levels - 1:
+            raise DamagedStream(f"frame {packet.index}: quality {packet.quality:g} out of range", packet.index)
+        _, h, w = packet.latent_shape
+        try:
+            z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
+            mu, scale_index = self.bundle.h_s(z)
+            if mu.shape[1] < h or mu.shape[2] < w:
+                raise DamagedStream("latent shape mismatch")
+            mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
+            residual = self.y_coder.decode(packet.substreams[1], scale_index)
+        except DamagedStream as e:
+            raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
+        return IntraSymbols(z, residual, scale_index, mu)
+
+    @torch.no_grad()
+    def reconstruct(self, y_hat: torch.Tensor, quality: float, width: int, height: int) -> np.ndarray:
+        """g_s of a decoded latent (M, h, w), cropped to the picture: uint8 (height, width, 3)."""
+        x = self.model.synthesis(y_hat[None].to(self.device), self.quality(quality))[0, :, :height, :width]
+        return to_pixels(x)
+
+    def decode_packet(self, packet: C.Packet, width: int, height: int) -> tuple[np.ndarray, torch.Tensor]:
+        """(picture, decoded latent) of an I-frame packet."""
+        t0 = time.perf_counter()
+        y_hat = self.parse_intra(packet).decoded_latent()
+        t1 = time.perf_counter()
+        rgb = self.reconstruct(y_hat, packet.quality, width, height)
+        self.timings.entropy += t1 - t0
+        self.timings.network += time.perf_counter() - t1
+        self.timings.frames += 1
+        return rgb, y_hat
+
+    def decode_intra(self, packet: C.Packet, width: int, height: int) -> np.ndarray:
+        return self.decode_packet(packet, width, height)[0]
