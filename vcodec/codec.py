@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from vcodec import container as C
+from vcodec import weights
 from vcodec.errors import DamagedStream, InputError, ModelError
 from vcodec.inter_coder import InterCoder
 from vcodec.intra_coder import IntraCoder, Timings
+from vcodec.refine import DEFAULT_PRESET, PRESETS, LatentSearch
 from vcodec.weights import ModelBundle, StemBundle
 
 # Frames from one I-frame to the next (benchmarks/gop.py measured the choice: see benchmarks/README.md).
@@ -62,8 +64,6 @@ def choose_inter_model(bundle: ModelBundle, inter_model, gop: int | None, device
     """The P-frame model for this intra model and the stream's GOP field, from the user's --gop (None: not given;
     -1: only the first frame is an I-frame) and --inter-model: theirs, or the shipped one when it belongs to this
     intra model; all-intra when none does and P-frames were not asked for (ModelError when they were)."""
-    from vcodec import weights
-
     header_gop = ONLY_FIRST_INTRA if gop == -1 else gop
     if header_gop == 1:
         return None, 1
@@ -83,34 +83,20 @@ def choose_inter_model(bundle: ModelBundle, inter_model, gop: int | None, device
     return stem, DEFAULT_GOP if header_gop is None else header_gop
 
 
-def _load_inter_bundle(h: C.Header, bundle, device):
-    """The P-frame model a stream names (shipped models only), checked against its hash and its intra model."""
-    from vcodec import weights
-
-    if h.inter_model is None:
-        return None
-    if not weights.is_model_name(h.inter_model):
-        raise ModelError(f"the stream names P-frame model {ascii(h.inter_model)}, which is not a model name "
-                         f"({weights.MODEL_NAME_RULE})")
-    stem = weights.load_stem_named(h.inter_model, device)
-    if stem.sha256 != h.inter_hash:
-        raise ModelError(f"stream was made with P-frame model '{h.inter_model}' (weights sha256 "
-                         f"{h.inter_hash.hex()[:16]}...), but the installed '{stem.name}' has sha256 {stem.hash_hex[:16]}...")
-    if stem.intra_sha256 != bundle.sha256:
-        raise ModelError(f"P-frame model '{stem.name}' belongs to intra model '{stem.intra_name}', not to the "
-                         f"loaded '{bundle.name}'")
-    return stem
-
-
 class VideoEncoder:
     """One frame in, one packet out, I or P as the GOP says; keeps the decoder's state (the decoded latent)."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, gop: int = 1, stem: StemBundle | None = None):
+    def __init__(self, bundle: ModelBundle, device: torch.device, gop: int = 1, stem: StemBundle | None = None,
+                 preset: str = DEFAULT_PRESET):
         if gop != 1 and stem is None:
             raise ValueError("a GOP longer than 1 needs a P-frame model")
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset '{preset}' (one of {', '.join(PRESETS)})")
         self.timings = Timings()
         self.intra = IntraCoder(bundle, device, self.timings)
         self.inter = InterCoder(stem, self.intra) if stem is not None and gop != 1 else None
+        self.search = (LatentSearch(self.intra.model, PRESETS[preset], self.inter.model if self.inter else None)
+                       if PRESETS[preset].iterations else None)
         self.gop = gop
         self.index = 0
         self.y_hat: torch.Tensor | None = None  # the previous frame's decoded latent, as the decoder has it
@@ -119,9 +105,14 @@ class VideoEncoder:
     def encode(self, rgb: np.ndarray, quality: float) -> C.Packet:
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
         t0 = time.perf_counter()
-        y = self.intra.analysis(rgb, quality)
+        x = self.intra.picture(rgb)
+        y = self.intra.analysis(x, quality)
+        intra = self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None
+        if self.search is not None:
+            y_prev = None if intra else self.y_hat[None].to(y.device)
+            y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
         self.timings.network += time.perf_counter() - t0
-        if self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None:
+        if intra:
             packet, self.symbols = self.intra.encode_latent(y, quality, self.index)
         else:
             packet, self.symbols = self.inter.encode_latent(y, self.y_hat, quality, self.index)

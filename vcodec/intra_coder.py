@@ -69,11 +69,15 @@ class IntraCoder:
     def quality(self, q: float) -> torch.Tensor:
         return torch.tensor([float(q)], device=self.device)
 
+    def picture(self, rgb: np.ndarray) -> torch.Tensor:
+        """uint8 (H, W, 3) -> float (1, 3, H, W) in [0, 1] on the device."""
+        return torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+
     @torch.no_grad()
-    def analysis(self, rgb: np.ndarray, quality: float) -> torch.Tensor:
-        """uint8 (H, W, 3) -> y = g_a(x) * gain[q], (1, M, ceil(H/16), ceil(W/16)) on the device."""
-        h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
+    def analysis(self, rgb: np.ndarray | torch.Tensor, quality: float) -> torch.Tensor:
+        """uint8 (H, W, 3) or picture() -> y = g_a(x) * gain[q], (1, M, ceil(H/16), ceil(W/16)) on the device."""
+        x = self.picture(rgb) if isinstance(rgb, np.ndarray) else rgb
+        h, w = x.shape[-2:]
         ph, pw = C.padded(h) - h, C.padded(w) - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")

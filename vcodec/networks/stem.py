@@ -188,12 +188,13 @@ class StemModel(nn.Module):
         return mu, log_sigma
 
     # -- training and evaluation view ----------------------------------------------------------------------
-    def forward(self, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor, quantize=None) -> dict[str, torch.Tensor]:
         """Bits of one P-frame's latent y (B, M, h, w) given the previous decoded latent, and its decoded latent.
 
         z_t's rate takes uniform noise in training (rounding in eval); y's is always that of the rounded symbols.
         The decoded latent (what the next frame is conditioned on) is the coder's: round(y - mu) + mu, without
-        gradient."""
+        gradient. `quantize` (residual -> quantized residual, differentiable) replaces the rounding of y's rate and
+        adds `y_soft` = quantize(y - mu) + mu with its gradient: the encoder's latent search (refine.py)."""
         h, w = y.shape[-2:]
         z = self.hyper_analysis(y, y_prev)
         z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
@@ -214,13 +215,19 @@ class StemModel(nn.Module):
         # y's rate is that of the symbols really coded, round(y - mu), with a straight-through gradient for mu, in
         # training too: uniform noise would charge every symbol for the width of its rounding interval, and a
         # temporal prior earns most of its keep on symbols it makes certain (p(0) near 1), which noise never shows.
-        residual = _round_ste(y - mu) if self.training else torch.round(y - mu)
+        if quantize is not None:
+            residual = quantize(y - mu)
+        else:
+            residual = _round_ste(y - mu) if self.training else torch.round(y - mu)
         with torch.autocast(device_type=y.device.type, enabled=False):
             bits_z = bits(self.z_prior.likelihood(z_for_rate.float()))
             sigma = torch.exp(lower_bound(log_sigma.float(), LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
             bits_y = bits(gaussian_likelihood(residual.float(), sigma))
         y_hat = (torch.round(y - mu) + mu).detach()
-        return {"bits_y": bits_y, "bits_z": bits_z, "y_hat": y_hat}
+        out = {"bits_y": bits_y, "bits_z": bits_z, "y_hat": y_hat}
+        if quantize is not None:
+            out["y_soft"] = residual + mu
+        return out
 
     def entropy_modules(self) -> dict[str, nn.Sequential]:
         """The networks that decide the parse, by name, as the integer twin stores them."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from vcodec.networks.intra import STRIDE_Z, IntraConfig, IntraModel
 from vcodec.train.checkpoint import load_checkpoint, read_state, save_checkpoint
 from vcodec.train.data import DEFAULT_MAX_GIB, CropSampler, load_sources
 from vcodec.train.losses import METRICS, rd_loss
+from vcodec.train import processes
+from vcodec.train.processes import quiet
 from vcodec.train.validate import evaluate_folder
 
 
@@ -61,14 +62,6 @@ class TrainOptions:
     data_gib: float | None = DEFAULT_MAX_GIB  # memory budget of the decoded training pictures (None: none)
     lambda_range: tuple[float, float] | None = None  # (q=0, top level); None: the checkpoint's, or quality.LAMBDAS
     extra: dict = field(default_factory=dict)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def learning_rate(opts: TrainOptions, step: int, total: int | None) -> float:
@@ -140,22 +133,6 @@ def _set_rng_state(rng: dict[str, torch.Tensor], sampler: CropSampler, device: t
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
-def _time_is_up(deadline: float, world: int, device: torch.device) -> bool:
-    """Whether this chunk's minutes are spent, agreed by all ranks (one stopping alone would hang the others)."""
-    up = time.time() >= deadline
-    if world == 1:
-        return up
-    import torch.distributed as dist
-
-    flag = torch.tensor([int(up)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
-
-
 def check_options(opts: TrainOptions) -> None:
     """User errors that are cheap to see, refused before any data is loaded or any process group started."""
     if opts.metric not in METRICS:
@@ -203,25 +180,9 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
         lambdas = wanted or Q.LAMBDAS
         config = IntraConfig(n=opts.n, m=opts.m, lambdas=lambdas)
     check_exportable_config(config)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    else:
-        device = pick_device(opts.device)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    world, rank, device = processes.start(opts.device, opts.threads)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes
     torch.manual_seed(opts.seed + rank)
 
     state: dict = {"step": 0}
@@ -231,7 +192,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     data_bytes = None if opts.data_gib is None else int(opts.data_gib * 2**30)
     pictures = load_sources(opts.data, opts.crop, video_every=opts.video_every, vimeo_frames=opts.vimeo_frames,
-                            max_bytes=data_bytes, say=say if rank == 0 else _quiet)
+                            max_bytes=data_bytes, say=say if rank == 0 else quiet)
     sampler = CropSampler(pictures, opts.crop, device, seed=opts.seed + 1000 * rank)
     total = opts.steps
     if opts.resume:
@@ -262,7 +223,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     name = opts.name or Path(opts.out).name
     log = _Logger(Path(opts.experiments) / name, enabled=rank == 0)
     if rank != 0:
-        say = _quiet
+        say = quiet
     say(
         f"training intra N={config.n} M={config.m} on {device} ({world} process{'es' if world > 1 else ''}): "
         f"{len(sampler)} pictures, {sampler.pixels() / 1e6:.1f} Mpx, batch {opts.batch_size} x {opts.crop}^2"
@@ -291,7 +252,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
     while True:
         if total is not None and step >= total:
             break
-        if deadline is not None and _time_is_up(deadline, world, device):
+        if deadline is not None and processes.time_is_up(deadline, world, device):
             break
         lr = learning_rate(opts, step, total)
         for group in optimizer.param_groups:
@@ -332,10 +293,7 @@ def train_intra(opts: TrainOptions, say=print) -> dict:
             checkpoint()
     checkpoint()
     log.close()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    processes.finish(world)
     return {"step": step, "rank": rank, **result}
 
 

@@ -11,7 +11,6 @@ as a BD-rate does): its mean is the fraction of an I-frame that a P-frame costs.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,9 @@ from vcodec.networks.layers import HYPER_STRIDE
 from vcodec.networks.stem import StemConfig, StemModel
 from vcodec.train.checkpoint import load_checkpoint, read_state, save_checkpoint
 from vcodec.train.latents import SequenceSampler, build_caches
-from vcodec.train.loop import _Logger, _quiet, _time_is_up, learning_rate, pick_device
+from vcodec.train.loop import _Logger, learning_rate
+from vcodec.train import processes
+from vcodec.train.processes import quiet
 
 
 @dataclass
@@ -143,25 +144,9 @@ def train_stem(opts: StemOptions, say=print) -> dict:
     else:
         intra_name = opts.intra
         config = None  # M and N are the intra model's: known once it is loaded
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    else:
-        device = pick_device(opts.device)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    world, rank, device = processes.start(opts.device, opts.threads)
     torch.manual_seed(opts.seed + rank)
-    log_say = say if rank == 0 else _quiet
+    log_say = say if rank == 0 else quiet
 
     bundle, intra = _load_intra(intra_name, device)
     if opts.resume and state0.get("intra", {}).get("sha256") not in (None, bundle.hash_hex):
@@ -175,6 +160,8 @@ def train_stem(opts: StemOptions, say=print) -> dict:
     check_exportable_stem(config)
     cache_opts = dict(clip_frames=opts.clip_frames, motion_per_photo=opts.motion_per_photo,
                       motion_frames=opts.motion_frames, motion_size=opts.motion_size, seed=opts.seed)
+    if world > 1:
+        import torch.distributed as dist
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 builds the caches first; the others then read them
     sequences = build_caches(opts.data, bundle.model, bundle.hash_hex, opts.cache, device, say=log_say, **cache_opts)
@@ -246,7 +233,7 @@ def train_stem(opts: StemOptions, say=print) -> dict:
     while True:
         if total is not None and step >= total:
             break
-        if deadline is not None and _time_is_up(deadline, world, device):
+        if deadline is not None and processes.time_is_up(deadline, world, device):
             break
         lr = learning_rate(opts, step, total)
         for group in optimizer.param_groups:
@@ -279,8 +266,7 @@ def train_stem(opts: StemOptions, say=print) -> dict:
             checkpoint()
     checkpoint()
     log.close()
-    if world > 1:
-        dist.destroy_process_group()
+    processes.finish(world)
     return {"step": step, "rank": rank, **result}
 
 
