@@ -1,9 +1,11 @@
-"""The Python API behind the command line: encode(), decode(), probe().
+"""The Python API behind the command line: encode(), decode(), probe() (and vcodec.open, vcodec/reader.py).
 
     import vcodec
     vcodec.encode("in.mp4", "out.hfc", quality=4)
     vcodec.decode("out.hfc", "back.mp4")
     info = vcodec.probe("out.hfc")
+    with vcodec.open("out.hfc") as s:
+        frame = s[40]
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 
 from vcodec import container as C
 from vcodec import quality as Q
-from vcodec.errors import DamagedStream, InputError, ModelError
-from vcodec.media import SIZE_LIMIT, check_picture_size, check_sink_path, open_sink, open_source, too_large
+from vcodec.errors import DamagedStream, InputError
+from vcodec.media import check_picture_size, check_sink_path, open_sink, open_source
 from vcodec.paths import check_output, named_path
 
 
@@ -38,6 +40,7 @@ class EncodeResult:
     gop: int = 1  # as recorded in the stream (0: only the first frame is an I-frame)
     inter_model: str | None = None  # the P-frame model, when the stream holds P-frames
     p_frames: int = 0
+    audio: list[str] = field(default_factory=list)  # the codecs of the audio streams kept (copied as they were)
 
     @property
     def bpp(self) -> float:
@@ -52,6 +55,8 @@ class DecodeResult:
     fps: Fraction
     seconds: float
     timings: dict = field(default_factory=dict)
+    start: int = 0  # the first frame written
+    lead_in: int = 0  # frames before `start` entropy-decoded (not synthesized) on the way from their I-frame
 
 
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,35 +69,6 @@ def _load_bundle(model: str | os.PathLike, device):
     from vcodec import weights
 
     return weights.load(model, device)
-
-
-def _load_named_bundle(name: str, device):
-    """The model a stream names: a bare name, looked up among the shipped models only, never opened as a path."""
-    from vcodec import weights
-
-    if not weights.is_model_name(name):
-        raise ModelError(f"the stream names model {ascii(name)}, which is not a model name ({weights.MODEL_NAME_RULE}); "
-                         "to use a weights file, give it with --model")
-    return weights.load_named(name, device)
-
-
-def _load_inter_bundle(h: C.Header, bundle, device):
-    """The P-frame model a stream names (shipped models only), checked against its hash and its intra model."""
-    from vcodec import weights
-
-    if h.inter_model is None:
-        return None
-    if not weights.is_model_name(h.inter_model):
-        raise ModelError(f"the stream names P-frame model {ascii(h.inter_model)}, which is not a model name "
-                         f"({weights.MODEL_NAME_RULE})")
-    stem = weights.load_stem_named(h.inter_model, device)
-    if stem.sha256 != h.inter_hash:
-        raise ModelError(f"stream was made with P-frame model '{h.inter_model}' (weights sha256 "
-                         f"{h.inter_hash.hex()[:16]}...), but the installed '{stem.name}' has sha256 {stem.hash_hex[:16]}...")
-    if stem.intra_sha256 != bundle.sha256:
-        raise ModelError(f"P-frame model '{stem.name}' belongs to intra model '{stem.intra_name}', not to the "
-                         f"loaded '{bundle.name}'")
-    return stem
 
 
 def encode(
@@ -110,14 +86,23 @@ def encode(
     on_start: Callable[[dict], None] | None = None,
     on_frame: Callable[[int, int, int, float | None], None] | None = None,
     inter_model: str | os.PathLike | None = None,
+    preset: str = "medium",
+    audio: bool = True,
+    on_note: Callable[[str], None] | None = None,
 ) -> EncodeResult:
     """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`.
 
     `gop`: frames from one I-frame to the next (1: all-intra; -1: only the first frame is an I-frame; None: the
-    default, with P-frames when a P-frame model for this intra model is installed)."""
+    default, with P-frames when a P-frame model for this intra model is installed). `preset`: medium (g_a's latents),
+    slow or veryslow (a latent search per frame, vcodec/refine.py; any decoder reads the result). The input's audio
+    streams are kept as they are coded (`audio` False drops them); `on_note` hears about streams that cannot be."""
     from vcodec.codec import VideoDecoder, VideoEncoder, choose_inter_model, pick_device, stream_header
     from vcodec.weights import DEFAULT_MODEL
 
+    from vcodec.media import is_stdio
+
+    if is_stdio(output):
+        raise InputError("encode writes a .hfc file, not stdout: its header and index are finished at the end")
     output = Path(output)
     if not Q.MIN_QUALITY <= quality <= Q.MAX_QUALITY:
         raise InputError(f"quality must be in {Q.MIN_QUALITY}..{Q.MAX_QUALITY}, got {quality:g}")
@@ -129,19 +114,28 @@ def encode(
         raise InputError("--gop must be at least 1, or -1 (only the first frame is an I-frame)")
     if fps is not None and not 0 < float(fps) <= 1000:
         raise InputError("--fps must be in (0, 1000]")
+    from vcodec.refine import PRESETS
+
+    if preset not in PRESETS:
+        raise InputError(f"--preset must be one of {', '.join(PRESETS)}, got '{preset}'")
     check_output(output, overwrite, (Path(input),))
     rate = Fraction(fps).limit_denominator(1001) if fps is not None else None
     dev = pick_device(device)
     t0 = time.perf_counter()
-    with open_source(input, rate) as source:
+    with open_source(input, rate, audio, on_note) as source:
         info = source.info
         check_picture_size(info.width, info.height, input)  # sources check their header; this is what they decoded
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
         stem, header_gop = choose_inter_model(bundle, inter_model, gop, dev)
-        coder = VideoEncoder(bundle, dev, header_gop, stem)
+        coder = VideoEncoder(bundle, dev, header_gop, stem, preset)
         checker = VideoDecoder(bundle, dev, stem) if psnr else None  # its own timings: the check is not encoding work
         header = stream_header(bundle, info.width, info.height, info.fps, info.colour, header_gop, stem)
         fps_out = header.fps
+        kept = source.audio
+        if kept is not None:  # the audio's clock: 0 when the first coded frame is shown, to the last one's end
+            kept.origin = source.first_time + Fraction(start) / info.fps
+            kept.trim_start = start > 0
+            kept.end = Fraction(frames) / info.fps if frames is not None else None
         expected = None
         if info.frame_count is not None:
             expected = max(0, info.frame_count - start)
@@ -154,10 +148,12 @@ def encode(
         n = 0
         p_frames = 0
         scores = []
-        with C.StreamWriter(output, header) as writer:
+        with C.StreamWriter(output, header, kept.streams if kept else None) as writer:
             for rgb in source.frames(start, frames):
                 packet = coder.encode(rgb, quality)
                 nbytes = writer.write(packet)
+                for sound in source.take_audio():
+                    writer.write_audio(sound)
                 p_frames += packet.frame_type == C.FRAME_P
                 score = None
                 if checker:
@@ -169,10 +165,21 @@ def encode(
                     on_frame(n, nbytes, total, score)
             if n == 0:
                 raise InputError(f"{input}: no frames to encode (start {start} is past the end?)")
+            for sound in source.finish_audio():
+                writer.write_audio(sound)
         size = output.stat().st_size
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
-                        asdict(coder.timings), header.gop, header.inter_model, p_frames)
+                        asdict(coder.timings), header.gop, header.inter_model, p_frames,
+                        [a.codec for a in kept.streams] if kept else [])
+
+
+def frame_at(seconds: Fraction | float | str, fps: Fraction) -> int:
+    """The first frame shown at or after `seconds` (frame i is shown at i / fps), as ffmpeg's -ss picks it."""
+    t = Fraction(seconds) if not isinstance(seconds, float) else Fraction(seconds).limit_denominator(1_000_000)
+    if t < 0:
+        raise InputError("--ss must be >= 0")
+    return math.ceil(t * fps)
 
 
 def decode(
@@ -185,58 +192,84 @@ def decode(
     crf: int | None = None,
     on_start: Callable[[dict], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    start: int = 0,
+    frames: int | None = None,
+    start_seconds: Fraction | float | str | None = None,
+    lossless: bool = False,
+    audio: bool = True,
+    on_note: Callable[[str], None] | None = None,
 ) -> DecodeResult:
-    """Decode a .hfc stream to a video, .y4m or PNG-frame folder.
+    """Decode a .hfc stream to a video, .y4m, PNG-frame folder or (`-`) y4m on stdout.
+
+    `start`/`frames` (or `start_seconds`, converted with the stream's frame rate) write only frames start ..
+    start + frames - 1: decoding starts at the I-frame at or before `start`, found through the index. `lossless`
+    writes .mp4/.mov exactly (RGB H.264, qp 0) instead of playable 4:2:0 H.264. The stream's audio goes into the
+    video files that hold audio (`audio` False leaves it out); `on_note` hears what happens to it.
 
     A damaged stream raises DamagedStream after the intact frames before the damage were written (as a complete
-    output); when no frame is intact, nothing is written.
+    output); when no frame is intact, nothing is written. Damaged audio costs no frame: the frames are all written,
+    with the audio before the damage, and DamagedStream says so.
     """
-    from vcodec.codec import VideoDecoder, pick_device
+    from vcodec.audio import AudioFeed
+    from vcodec.media import is_stdio, takes_audio
+    from vcodec.reader import DecodedStream
 
-    output = named_path(output)  # '.' and '..' name a folder
-    check_output(output, overwrite, (Path(input),))
-    check_sink_path(output, codec, crf)
-    dev = pick_device(device)
+    note = on_note or (lambda text: None)
+
+    to_stdout = is_stdio(output)
+    if not to_stdout:
+        output = named_path(output)  # '.' and '..' name a folder
+        check_output(output, overwrite, (Path(input),))
+    check_sink_path(output, codec, crf, lossless)
+    if start < 0:
+        raise InputError("--start must be >= 0")
+    if frames is not None and frames < 1:
+        raise InputError("--frames must be at least 1")
+    if start_seconds is not None and start:
+        raise InputError("give --start or --ss, not both")
+    where = "stdout" if to_stdout else output
     t0 = time.perf_counter()
-    try:
-        reader = C.StreamReader(Path(input))
-    except FileNotFoundError:
-        raise InputError(f"input not found: {input}") from None
-    except IsADirectoryError:
-        raise InputError(f"{input} is a folder, not an .hfc stream") from None
-    with reader:
-        h = reader.header
-        if too_large(h.width, h.height):  # what the encoder refuses to make; would cost tens of GB to decode
-            raise DamagedStream(f"bad header: frame size {h.width}x{h.height} is larger than this version decodes "
-                                f"({SIZE_LIMIT}); nothing written")
-        if h.entropy_form != C.ENTROPY_INTEGER:
-            raise DamagedStream(f"stream uses the {C.ENTROPY_FORMS[h.entropy_form]} entropy form, which this decoder does not read")
-        bundle = _load_bundle(model, dev) if model else _load_named_bundle(h.model, dev)
-        if bundle.sha256 != h.weights_hash:
-            raise ModelError(
-                f"stream was made with model '{h.model}' (weights sha256 {h.weights_hash.hex()[:16]}...), but the loaded "
-                f"weights {bundle.path} are '{bundle.name}' (sha256 {bundle.hash_hex[:16]}...)"
-            )
-        stem = _load_inter_bundle(h, bundle, dev)
-        coder = VideoDecoder(bundle, dev, stem)
+    with DecodedStream(input, device, model) as stream:
+        h = stream.header
+        if start_seconds is not None:
+            start = frame_at(start_seconds, h.fps)
+        partial = start > 0 or frames is not None
+        if start and start >= len(stream):
+            raise InputError(f"--start {start} is past the end: the stream has {len(stream)} frames")
+        wanted = len(stream) - start if frames is None else min(frames, len(stream) - start)
         if on_start:
-            on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": h.frame_count, "model": h.model})
+            on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": wanted, "model": h.model,
+                      "start": start})
+        sound = None
+        if audio and h.has_audio:
+            if takes_audio(output):
+                sound = AudioFeed(stream.reader, Fraction(start) / h.fps,
+                                  Fraction(start + wanted) / h.fps if partial else None)
+            else:
+                kind = "y4m holds" if to_stdout or output.suffix.lower() == ".y4m" else "PNG frames hold"
+                note(f"the stream's audio is not written: {kind} video only")
         sink = None
         n = 0
         damage = None
         try:
             try:
-                for packet in reader.packets():
-                    rgb = coder.decode(packet, h.width, h.height)
+                for rgb in stream.frames(start, frames) if partial else stream.frames():
                     if sink is None:
-                        sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf)
+                        sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf, lossless,
+                                         sound.streams if sound else None, note)
+                    if sound:
+                        sound.write_until(sink, Fraction(n + 1) / h.fps)  # the audio up to this frame's end first
                     sink.write(rgb)
                     n += 1
                     if on_frame:
                         on_frame(n)
+                if partial and stream.index_damage is not None:  # the frames were found by reading from frame 0
+                    damage = DamagedStream(f"{stream.index_damage} (read from the first frame instead)", start + n)
             except DamagedStream as e:
                 damage = e  # the intact frames before it are still published
             if sink is not None:
+                if sound:
+                    sound.write_until(sink, None)  # damaged video costs no audio
                 sink.close()
         except BaseException:
             if sink is not None:
@@ -244,12 +277,19 @@ def decode(
             raise
         if damage is not None:
             if sink is not None:
-                raise DamagedStream(f"{damage}; wrote the {n} intact frame{'s' if n != 1 else ''} before it to {output}",
+                raise DamagedStream(f"{damage}; wrote the {n} intact frame{'s' if n != 1 else ''} before it to {where}",
                                     damage.frame) from None
-            raise DamagedStream(f"{damage}; no intact frame, nothing written", damage.frame) from None
+            nothing = "none of the frames asked for is intact" if partial else "no intact frame"
+            raise DamagedStream(f"{damage}; {nothing}, nothing written", damage.frame) from None
         if sink is None:
             raise DamagedStream("stream holds no frames; nothing written", 0)
-    return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, asdict(coder.timings))
+        audio_damage = sound and (sound.damage or (sink.audio and sink.audio.damage) or sink.audio_damage)
+        if audio_damage:
+            raise DamagedStream(f"{audio_damage}; wrote all {n} frames, and the audio before the damage, to {where}",
+                                start + n)
+        lead_in = stream.lead_in
+        timings = asdict(stream.decoder.timings)
+    return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, timings, start, lead_in)
 
 
 def probe(input: str | os.PathLike) -> dict:
@@ -273,6 +313,9 @@ def probe(input: str | os.PathLike) -> dict:
                 })
         except DamagedStream as e:
             damage = {"frame": e.frame, "message": str(e)}
+        audio, audio_bytes, audio_damage = _audio_rows(reader)
+        if damage is None and audio_damage is not None:
+            damage = {"frame": None, "message": str(audio_damage)}
         return {
             "file": str(path),
             "file_bytes": reader.size,
@@ -298,5 +341,37 @@ def probe(input: str | os.PathLike) -> dict:
             "bpp": reader.size * 8 / (pixels * max(1, h.frame_count)),
             "bitrate_kbps": reader.size * 8 / 1000 / max(1e-9, h.frame_count / float(h.fps)),
             "frames": rows,
+            "audio": audio,
+            "audio_bytes": audio_bytes,
             "damage": damage,
         }
+
+
+def _audio_rows(reader: C.StreamReader) -> tuple[list[dict], int, C.DamagedAudio | None]:
+    """Per audio stream: codec, rate, channels, packets, bytes, first timestamp and duration (seconds); the audio
+    section's size (0 without one); and its first damage, if any (the rows then count what came before it)."""
+    try:
+        streams = reader.audio_streams()
+    except C.DamagedAudio as e:
+        return [], 0, e
+    rows = [{"index": k, "codec": s.codec, "sample_rate": s.sample_rate, "channels": s.channels,
+             "time_base": f"{s.time_base.numerator}/{s.time_base.denominator}", "packets": 0, "bytes": 0,
+             "start_s": None, "duration_s": 0.0} for k, s in enumerate(streams)]
+    size, damage = (reader.audio_section_bytes if streams else 0), None
+    starts: list[int | None] = [None] * len(streams)
+    ends: list[int | None] = [None] * len(streams)
+    try:
+        for p in reader.audio_packets():
+            k = p.stream
+            rows[k]["packets"] += 1
+            rows[k]["bytes"] += len(p.data)
+            size += C.AUDIO_PACKET_HEADER + len(p.data)
+            starts[k] = p.pts if starts[k] is None else min(starts[k], p.pts)
+            ends[k] = p.pts + p.duration if ends[k] is None else max(ends[k], p.pts + p.duration)
+    except C.DamagedAudio as e:
+        damage = e
+    for row, first, last, s in zip(rows, starts, ends, streams):
+        if first is not None:
+            row["start_s"] = float(first * s.time_base)
+            row["duration_s"] = float((last - first) * s.time_base)
+    return rows, size, damage

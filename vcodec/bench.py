@@ -31,9 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vcodec import bdrate
-from vcodec.errors import InputError, Interrupted
+from vcodec.errors import InputError, Interrupted, OutputError
 from vcodec.paths import check_output, natural_key
-from vcodec.rd_results import AVERAGE, METRICS, TEST_CODEC, Point, Results
+from vcodec.rd_results import AVERAGE, METRICS, TEST_CODEC, Point, Results, compressai_file_names
 
 DEFAULT_QUALITIES = (0.0, 2.0, 4.0, 6.0)
 DEFAULT_BASELINES = ("x264", "x265", "svtav1")
@@ -62,6 +62,7 @@ class BenchOptions:
     device: str = "auto"
     model: str | None = None
     inter_model: str | None = None  # the P-frame model (default: the shipped one; --gop 1 codes all-intra)
+    preset: str = "medium"  # vcodec's encoder preset (vcodec/refine.py)
     # More vcodec curves, as anchors of vcodec's BD-rates: "intra" (all-intra, the same qualities) or a P-frame
     # model (name or path; the same GOP), e.g. the ablation's variants.
     vcodec_anchors: list[str] = field(default_factory=list)
@@ -70,6 +71,7 @@ class BenchOptions:
     json: Path | None = None
     plot: Path | None = None
     overwrite: bool = False
+    json_dir: Path | None = None  # one file per codec and curve, in the shape of CompressAI's published results
 
 
 class Reporter:
@@ -172,6 +174,10 @@ def _check_options(options: BenchOptions) -> dict:
         raise InputError("--frames must be at least 1")
     if options.gop < 1:
         raise InputError("--gop must be at least 1")
+    from vcodec.refine import PRESETS
+
+    if options.preset not in PRESETS:
+        raise InputError(f"--preset must be one of {', '.join(PRESETS)}")
     if options.method not in bdrate.METHODS:
         raise InputError(f"--bd-method must be one of {', '.join(bdrate.METHODS)}")
     if not 0 <= options.min_overlap <= 1:
@@ -193,6 +199,13 @@ def _check_options(options: BenchOptions) -> dict:
             check_output(path, options.overwrite, what=what)
     if options.json and options.plot and options.json.resolve() == options.plot.resolve():
         raise InputError("--json and --plot name the same file")
+    if options.json_dir is not None:
+        folder = options.json_dir
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--json-dir {folder} is a file, not a folder")
+        parent = folder.parent if str(folder.parent) else Path(".")
+        if not folder.exists() and not parent.is_dir():
+            raise OutputError(f"cannot write --json-dir {folder}: folder {parent} does not exist")
     if options.plot:
         try:
             import matplotlib
@@ -259,7 +272,8 @@ class VcodecRunner:
     """vcodec through its real stream path: VideoEncoder + StreamWriter to a .hfc file, then StreamReader + a
     VideoDecoder to decode that file, as `vcodec encode` and `vcodec decode` do; I- and P-frames as the GOP says."""
 
-    def __init__(self, bundle, device, gop: int, work: Path, stem=None, codec: str = TEST_CODEC):
+    def __init__(self, bundle, device, gop: int, work: Path, stem=None, codec: str = TEST_CODEC, preset: str = "medium"):
+        self.preset = preset
         self.bundle = bundle
         self.device = device
         self.gop = gop if stem is not None else 1
@@ -271,7 +285,7 @@ class VcodecRunner:
         """Two untimed frames per sequence (an I and, with P-frames, a P): first calls pay for allocations."""
         from vcodec.codec import VideoDecoder, VideoEncoder
 
-        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem)
+        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem, self.preset)
         decoder = VideoDecoder(self.bundle, self.device, self.stem)
         for rgb in seq.frames[: 2 if self.gop != 1 else 1]:
             decoder.decode(encoder.encode(rgb, quality), seq.width, seq.height)
@@ -282,7 +296,7 @@ class VcodecRunner:
 
         header = stream_header(self.bundle, seq.width, seq.height, seq.fps, seq.colour, self.gop, self.stem)
         path = self.work / "point.hfc"  # one point at a time
-        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem)
+        encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem, self.preset)
         t0 = time.perf_counter()
         with C.StreamWriter(path, header) as writer:
             for rgb in seq.frames:
@@ -429,6 +443,7 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
     bundle = weights.load(options.model or weights.DEFAULT_MODEL, device)
     stem, _ = choose_inter_model(bundle, options.inter_model, options.gop, device)
     structure = (f"I+P (STEM {_model_label(stem)}), GOP {options.gop}" if stem is not None else "all-intra")
+    structure += f", preset {options.preset}"
     descriptions = {TEST_CODEC: (
         f"vcodec {_model_label(bundle)}, {structure}, quality q; device {device}, torch threads "
         f"{torch.get_num_threads()}; times in seconds per frame (after untimed warm-up frames)"
@@ -449,6 +464,10 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
     for name, spec in specs.items():
         sweep = f"CRFs {','.join(map(str, options.crfs[name]))}" if name in options.crfs else "automatic CRF sweep"
         descriptions[name] = f"{spec.describe(options.gop, options.pix_fmt)}, {sweep}; times in seconds per frame"
+    if options.json_dir is not None and not options.overwrite:
+        for name in compressai_file_names(list(descriptions), [s.name for s in sequences]).values():
+            if (options.json_dir / name).exists():
+                raise InputError(f"{options.json_dir / name} exists (use -y to overwrite)")
     results = Results(descriptions, options.method, options.min_overlap)
     planned = {name: len(options.crfs.get(name, ())) or AUTO_POINTS + 2 for name in specs}
     per_frame = len(options.qualities) * (1 + len(anchors)) + sum(planned.values())
@@ -457,6 +476,8 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
     def save() -> None:
         if options.json:
             results.write_json(options.json)
+        if options.json_dir:
+            results.write_json_dir(options.json_dir)
 
     def record(point: Point) -> None:
         results.add(point)
@@ -465,7 +486,7 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
 
     try:
         with tempfile.TemporaryDirectory(prefix="vcodec-bench-") as work:
-            runner = VcodecRunner(bundle, device, options.gop, Path(work), stem)
+            runner = VcodecRunner(bundle, device, options.gop, Path(work), stem, preset=options.preset)
             for seq_in, estimate in zip(sequences, estimates):
                 seq = _load(seq_in, options.frames)
                 n = len(seq.frames)
@@ -637,18 +658,20 @@ def register(app: typer.Typer) -> None:
         bd_method: str = typer.Option(bdrate.DEFAULT_METHOD, "--bd-method", help="BD-rate interpolation: akima or pchip."),
         min_overlap: float = typer.Option(bdrate.MIN_OVERLAP, "--min-overlap", help="BD-rates need the curves' common PSNR range to be at least this part of the shorter curve's (else n/a)."),
         json_path: Optional[Path] = typer.Option(None, "--json", help="Write results (CompressAI format) here, rewritten after every point."),
+        json_dir: Optional[Path] = typer.Option(None, "--json-dir", help="Also write one file per codec (its average curve) and per codec and sequence, as CompressAI publishes results and its plotter reads them."),
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write an RD plot (PNG, PDF or SVG) here."),
         device: str = typer.Option("auto", "--device", help="vcodec's device: auto, cpu or cuda."),
         model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
         inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one)."),
+        preset: str = typer.Option("medium", "--preset", help="vcodec's encoder preset: medium, slow or veryslow."),
         vcodec_anchors: List[str] = typer.Option([], "--vcodec-anchor", help="Another vcodec curve to measure as an anchor: 'intra' (all-intra at the same qualities) or a P-frame model (repeatable)."),
         overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite the --json and --plot files if they exist."),
     ) -> None:
         """Rate-distortion and speed of vcodec against x264, x265 and SVT-AV1, with BD-rates."""
         names = parse_baselines(baselines)
         options = BenchOptions(parse_qualities(qualities), names, parse_crfs(crfs, names), frames, gop, pix_fmt,
-                               device, model, inter_model, vcodec_anchors, bd_method, min_overlap, json_path, plot,
-                               overwrite)
+                               device, model, inter_model, preset, vcodec_anchors, bd_method, min_overlap, json_path,
+                               plot, overwrite, json_dir=json_dir)
         # Tables are results: keep them whole when stdout is a file or a pipe (a terminal keeps its own width).
         out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
         reporter = _BarReporter(Console(stderr=True, soft_wrap=True))
@@ -658,12 +681,13 @@ def register(app: typer.Typer) -> None:
         except BenchInterrupted as e:
             reporter.close()
             print_report(e.results, out)
-            kept = f"; they are in {json_path}" if json_path and e.results.points else ""
+            saved = " and ".join(str(p) for p in (json_path, json_dir) if p)
+            kept = f"; they are in {saved}" if saved and e.results.points else ""
             raise Interrupted(f"{e}{kept}") from None
         finally:
             reporter.close()
         out.print(f"vcodec bench, {started}: {results.descriptions[TEST_CODEC]}", highlight=False)
         print_report(results, out)
-        for path in (json_path, plot):
+        for path in (json_path, json_dir, plot):
             if path:
                 out.print(f"wrote {path}", highlight=False)

@@ -114,7 +114,7 @@ def _root(
 @app.command()
 @interruptible
 def encode(
-    input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, or one image."),
+    input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, one image, or - for y4m on stdin."),
     output: Path = typer.Argument(..., help="The .hfc stream to write."),
     quality: str = typer.Option(str(Q.DEFAULT_QUALITY), "-q", "--quality",
                                 help="0 (fewest bits) .. 7 (best quality), fractions interpolate; or low, med, high (1, 4, 6)."),
@@ -125,7 +125,9 @@ def encode(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
     inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one, when it belongs to --model)."),
+    preset: str = typer.Option("medium", "--preset", help="medium; slow or veryslow search each frame for a better latent (slower encoding, same decoder)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
+    no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the input's audio out (it is kept, as coded, by default)."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Encode a video into a .hfc stream."""
@@ -151,32 +153,68 @@ def encode(
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
         result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
-                            on_start, on_frame, inter_model)
+                            on_start, on_frame, inter_model, preset, not no_audio, _note)
     structure = (f"{result.frames - result.p_frames} I + {result.p_frames} P" if result.p_frames else "all I-frames")
     line = (
         f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
         f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
     )
+    if result.audio:
+        line += f", audio {', '.join(result.audio)} copied"
     if result.psnr is not None:
         line += f", PSNR-RGB {result.psnr:.2f} dB"
     line += f", {result.frames / result.seconds:.2f} frames/s"
     out.print(line, highlight=False)
 
 
+def _note(text: str) -> None:
+    """What the user should know but is no error (audio re-encoded or left out): one line on stderr."""
+    err.print(f"[bold]vcodec: note:[/] {text}", highlight=False)
+
+
+def _parse_timestamp(text: Optional[str]) -> Optional[Fraction]:
+    """Seconds as ffmpeg's -ss takes them: 12.5, or [HH:]MM:SS[.frac]."""
+    if text is None:
+        return None
+    parts = text.strip().split(":")
+    try:
+        if len(parts) > 3 or any(p.strip() == "" for p in parts):
+            raise ValueError
+        value = Fraction(0)
+        for p in parts:
+            if any(c in p for c in "/eE_ "):
+                raise ValueError
+            value = value * 60 + Fraction(p)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"--ss: '{text}' is not a time like 12.5 or 1:02.5") from None
+    if value < 0:
+        raise InputError("--ss must be >= 0")
+    return value
+
+
 @app.command()
 @interruptible
 def decode(
     input: Path = typer.Argument(..., help="The .hfc stream."),
-    output: Path = typer.Argument(..., help=".mp4/.mkv/.mov/.webm/.avi (lossless by default), .y4m, or a folder for PNG frames."),
+    output: Path = typer.Argument(..., help=".mp4/.mov (playable H.264), .mkv/.webm/.avi (lossless), .y4m, a folder for PNG frames, or - for y4m on stdout."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     model: Optional[str] = typer.Option(None, "--model", help="Weights to use instead of the model the stream names."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Encoder for video outputs, e.g. libx264, libx265, libsvtav1."),
-    crf: Optional[int] = typer.Option(None, "--crf", help="Quality of --codec (lossless when omitted for the default codecs)."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Quality of --codec (lossless when omitted, but for the playable .mp4/.mov default)."),
+    lossless: bool = typer.Option(False, "--lossless", help="Exact .mp4/.mov (RGB H.264, qp 0; few players play it) instead of playable 4:2:0."),
+    start: int = typer.Option(0, "--start", help="First frame to write (decoding starts at the I-frame at or before it)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Write at most this many frames."),
+    ss: Optional[str] = typer.Option(None, "--ss", help="Start at the first frame at or after this time: seconds (12.5) or [HH:]MM:SS[.frac]."),
+    no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the stream's audio out of the output."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
 ) -> None:
-    """Decode a .hfc stream into a video, .y4m or PNG frames."""
+    """Decode a .hfc stream into a video, .y4m, PNG frames or y4m on stdout."""
     from vcodec import api
+    from vcodec.media import is_stdio
 
+    start_seconds = _parse_timestamp(ss)
+    # With video on stdout, stdout carries nothing else: the summary goes to stderr with the progress bar.
+    summary = err if is_stdio(output) else out
     with _progress() as bar:
         state = {}
 
@@ -187,10 +225,12 @@ def decode(
             task = bar.tasks[state["task"]]
             bar.update(state["task"], completed=n, rate=f"{n / task.elapsed:.2f} fps" if task.elapsed else "")
 
-        result = api.decode(input, output, device, model, overwrite, codec, crf, on_start, on_frame)
-    out.print(
-        f"{result.frames} frames {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}, "
-        f"{result.frames / result.seconds:.2f} frames/s",
+        result = api.decode(input, str(output) if is_stdio(output) else output, device, model, overwrite, codec, crf,
+                            on_start, on_frame, start, frames, start_seconds, lossless, not no_audio, _note)
+    span = f" (frames {result.start}..{result.start + result.frames - 1})" if result.start else ""
+    summary.print(
+        f"{result.frames} frames{span} {result.width}x{result.height} @ {float(result.fps):.3f} fps -> "
+        f"{'stdout' if is_stdio(output) else output}, {result.frames / result.seconds:.2f} frames/s",
         highlight=False,
     )
 
@@ -225,8 +265,11 @@ def info(
             ("quality", ", ".join(f"{q:g}" for q in qualities) or "-"),
             ("colour", f"matrix {_matrix_name(data['colour']['matrix'])}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
             ("rate", f"{data['bpp']:.4f} bpp, {data['bitrate_kbps']:.1f} kbit/s"),
-            ("layout", f"header {data['header_bytes']} B + packets {sum(f['bytes'] for f in data['frames'])} B + index {data['index_bytes']} B"),
-        ]:
+            ("layout", f"header {data['header_bytes']} B + packets {sum(f['bytes'] for f in data['frames'])} B"
+                       + (f" + audio {data['audio_bytes']} B" if data["audio"] else "") + f" + index {data['index_bytes']} B"),
+        ] + [(f"audio {a['index']}", f"{a['codec']} {a['sample_rate']} Hz, {a['channels']} channel{'s' if a['channels'] != 1 else ''}, "
+              f"{a['packets']} packets, {a['bytes']} B, {a['duration_s']:.2f} s" + (f" from {a['start_s']:+.3f} s" if a["start_s"] else ""))
+             for a in data["audio"]]:
             head.add_row(f"[bold]{key}", value)
         out.print(head)
         frames = Table("frame", "type", "q", "latent", "hyper", "bytes", "bpp", box=None)
@@ -373,12 +416,25 @@ def _register_optional_commands() -> None:
     register(app)
 
 
+def _reader_went_away() -> int:
+    """The program reading our stdout stopped (`vcodec decode x.hfc - | head -c 1000`): like `cat`, stop quietly.
+    stdout then points at /dev/null, so Python's own flush at exit cannot fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def main(argv: Optional[list] = None) -> None:
     _register_optional_commands()
     command = typer.main.get_command(app)
     debug = bool(os.environ.get("VCODEC_DEBUG"))
     try:
         code = command.main(args=argv, prog_name="vcodec", standalone_mode=False)
+    except BrokenPipeError:  # media.PipeClosed among them
+        code = _reader_went_away()
     except typer.Exit as e:
         code = e.exit_code
     except typer.Abort:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
+from array import array
 import struct
 import tempfile
 import zlib
@@ -31,6 +34,9 @@ MAX_EXTRA_MODELS = 1  # v2: the inter (P-frame) model, after the intra one
 PACKET_MARK = b"HFPK"
 INDEX_MARK = b"HFIX"
 TRAILER_MARK = b"HFIE"
+AUDIO_SECTION_MARK = b"HFAS"
+AUDIO_PACKET_MARK = b"HFAU"
+FLAG_AUDIO = 0x0001  # v2 header flag: an audio section follows the video packets (its offset ends the header)
 
 FRAME_I, FRAME_P = 0, 1
 FRAME_TYPES = {FRAME_I: "I", FRAME_P: "P"}
@@ -47,6 +53,14 @@ MAX_PAYLOAD = 256 * 1024 * 1024
 MAX_MODEL_NAME = 64
 MAX_H273_MATRIX, MAX_H273_PRIMARIES, MAX_H273_TRANSFER = 14, 22, 18
 HASH_BYTES = 32
+MAX_AUDIO_STREAMS = 8
+MAX_CODEC_NAME = 32
+MAX_SAMPLE_RATE = 768_000
+MAX_AUDIO_CHANNELS = 64
+MAX_CODEC_PARAMETERS = 64 * 1024
+MAX_AUDIO_PAYLOAD = 1024 * 1024
+MAX_AUDIO_PACKETS = 100_000_000
+MAX_TIMESTAMP = 2**62
 
 # The file header body is PRE, the model name (PRE's last field bytes of UTF-8), then POST.
 _HEADER_PRE = struct.Struct("<HHB")
@@ -54,6 +68,12 @@ _HEADER_POST = struct.Struct("<32sB6I5B2I")
 _PACKET_FIXED = struct.Struct("<4sIBBHHHHHHB")
 _TRAILER = struct.Struct("<Q4s")
 _INDEX_ENTRY = struct.Struct("<QIB")
+_AUDIO_OFFSET = struct.Struct("<Q")
+_AUDIO_SECTION_HEAD = struct.Struct("<4sIB")
+_AUDIO_STREAM_FIELDS = struct.Struct("<IBIIII")  # after the codec name: rate, channels, time base, packets, params
+_AUDIO_PACKET = struct.Struct("<4sBBqqIIII")
+AUDIO_PACKET_HEADER = _AUDIO_PACKET.size
+_CODEC_NAME = re.compile(rb"[a-z0-9_]+\Z")
 
 
 def representable_quality(q: float) -> float:
@@ -105,12 +125,17 @@ class Header:
     version: int = FORMAT_VERSION
     inter_model: str | None = None  # v2: the P-frame (STEM) model, when the stream may hold P-frames
     inter_hash: bytes | None = None
+    has_audio: bool = False  # v2: an audio section follows the video packets
+    audio_offset: int = 0  # where it starts (filled in when the stream is finished)
 
     def pack(self) -> bytes:
         name = _name_bytes(self.model)
         if len(self.weights_hash) != HASH_BYTES:
             raise ValueError("weights hash must be 32 bytes")
-        body = _HEADER_PRE.pack(self.version, 0, len(name)) + name + _HEADER_POST.pack(
+        if self.has_audio and self.version < 2:
+            raise ValueError("v1 streams hold no audio")
+        flags = FLAG_AUDIO if self.has_audio else 0
+        body = _HEADER_PRE.pack(self.version, flags, len(name)) + name + _HEADER_POST.pack(
             self.weights_hash, self.entropy_form, self.width, self.height, self.padded_width, self.padded_height,
             self.fps.numerator, self.fps.denominator, self.colour.matrix, int(self.colour.full_range),
             self.colour.primaries, self.colour.transfer, self.colour.bit_depth, self.gop, self.frame_count,
@@ -125,6 +150,8 @@ class Header:
                 body += b"\x01" + bytes([len(inter)]) + inter + self.inter_hash
         elif self.inter_model is not None:
             raise ValueError("v1 streams name one model")
+        if self.has_audio:
+            body += _AUDIO_OFFSET.pack(self.audio_offset)
         blob = MAGIC + struct.pack("<I", len(MAGIC) + 4 + len(body) + 4) + body
         return blob + struct.pack("<I", zlib.crc32(blob))
 
@@ -168,6 +195,56 @@ class IndexEntry:
     frame_type: int
 
 
+class DamagedAudio(DamagedStream):
+    """Damage in the audio section: it costs the audio from there on, never a video frame."""
+
+
+@dataclass
+class AudioStream:
+    """One audio stream of the source, kept as its coded packets (docs/FORMAT.md, audio section)."""
+
+    codec: str  # FFmpeg's codec name: "aac", "opus", ...
+    sample_rate: int
+    channels: int
+    time_base: Fraction  # of the packets' timestamps
+    parameters: bytes  # what a muxer needs to copy the packets (a Matroska file of this track alone)
+    packets: int = 0  # written when the stream is finished
+
+    def pack(self) -> bytes:
+        name = self.codec.encode("ascii")
+        if not 0 < len(name) <= MAX_CODEC_NAME or not _CODEC_NAME.match(name):
+            raise ValueError(f"bad audio codec name {self.codec!r}")
+        if not 0 < len(self.parameters) <= MAX_CODEC_PARAMETERS:
+            raise ValueError("audio codec parameters must be 1..64 KiB")
+        return bytes([len(name)]) + name + _AUDIO_STREAM_FIELDS.pack(
+            self.sample_rate, self.channels, self.time_base.numerator, self.time_base.denominator, self.packets,
+            len(self.parameters)) + self.parameters
+
+
+@dataclass
+class AudioPacket:
+    """One coded audio packet, copied from the source; timestamps in its stream's time base, 0 being the moment the
+    stream's first frame is shown."""
+
+    stream: int
+    pts: int
+    dts: int
+    duration: int
+    keyframe: bool
+    data: bytes
+
+    def pack(self) -> bytes:
+        head = _AUDIO_PACKET.pack(AUDIO_PACKET_MARK, self.stream, int(self.keyframe), self.pts, self.dts,
+                                  self.duration, len(self.data), zlib.crc32(self.data), 0)[:-4]
+        return head + struct.pack("<I", zlib.crc32(head)) + self.data
+
+
+def pack_audio_section(streams: list[AudioStream]) -> bytes:
+    body = b"".join(s.pack() for s in streams)
+    head = AUDIO_SECTION_MARK + struct.pack("<IB", _AUDIO_SECTION_HEAD.size + len(body) + 4, len(streams)) + body
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
 # ----------------------------------------------------------------------------------------------------- writing
 class StreamWriter:
     """Streams packets into a temp file next to `path`; `close()` adds the index and renames it into place.
@@ -175,15 +252,27 @@ class StreamWriter:
     Used as a context manager: an exception (Ctrl-C, full disk) removes the temp file and leaves `path` untouched.
     """
 
-    def __init__(self, path: Path, header: Header):
+    def __init__(self, path: Path, header: Header, audio: list[AudioStream] | None = None):
         self.path = Path(path)
         self.header = header
+        self.audio = list(audio or [])
+        if len(self.audio) > MAX_AUDIO_STREAMS:
+            raise ValueError(f"at most {MAX_AUDIO_STREAMS} audio streams")
+        header.has_audio = bool(self.audio)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
         except OSError as e:
             raise OutputError(f"cannot write {self.path}: {e.strerror}") from None
         self.tmp = Path(tmp)
         self.file: BinaryIO = os.fdopen(fd, "w+b")
+        # Audio packets wait in an unnamed temp file (gone however the process ends) until the video is written.
+        self.audio_spool: BinaryIO | None = None
+        if self.audio:
+            try:
+                self.audio_spool = tempfile.TemporaryFile(dir=self.path.parent or ".")
+            except OSError as e:
+                self.abort()
+                raise OutputError(f"cannot write {self.path}: {e.strerror}") from None
         self.index: list[IndexEntry] = []
         self._guarded(self.file.write, header.pack())
         self.header_size = self.file.tell()
@@ -203,6 +292,15 @@ class StreamWriter:
         self._guarded(self.file.write, blob)
         return len(blob)
 
+    def write_audio(self, packet: AudioPacket) -> None:
+        """Keep one audio packet (of stream packet.stream, in the order the source gave them)."""
+        if not 0 <= packet.stream < len(self.audio):
+            raise ValueError("no such audio stream")
+        if not 0 < len(packet.data) <= MAX_AUDIO_PAYLOAD:
+            raise ValueError("audio packet payload must be 1 byte .. 1 MiB")
+        self.audio[packet.stream].packets += 1
+        self._guarded(self.audio_spool.write, packet.pack())
+
     def close(self) -> int:
         """Finish the file; returns its size in bytes."""
         try:
@@ -212,6 +310,12 @@ class StreamWriter:
             raise
 
     def _finish(self) -> int:
+        if self.audio:
+            self.header.audio_offset = self.file.tell()
+            self.file.write(pack_audio_section(self.audio))
+            self.audio_spool.seek(0)
+            shutil.copyfileobj(self.audio_spool, self.file)
+            self.audio_spool.close()
         index_offset = self.file.tell()
         body = INDEX_MARK + struct.pack("<I", len(self.index))
         body += b"".join(_INDEX_ENTRY.pack(e.offset, e.size, e.frame_type) for e in self.index)
@@ -229,10 +333,12 @@ class StreamWriter:
         return size
 
     def abort(self) -> None:
-        try:
-            self.file.close()
-        except OSError:
-            pass  # the buffered tail cannot be written either (disk full): it is being thrown away
+        for f in (self.file, self.audio_spool):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass  # the buffered tail cannot be written either (disk full): it is being thrown away
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "StreamWriter":
@@ -263,7 +369,7 @@ def read_header(f: BinaryIO) -> Header:
         raise DamagedStream("not an .hfc stream (bad magic)")
     (size,) = struct.unpack("<I", magic[len(MAGIC) :])
     minimum = len(MAGIC) + 4 + _HEADER_PRE.size + 1 + _HEADER_POST.size + 4
-    extra_most = 1 + MAX_EXTRA_MODELS * (1 + MAX_MODEL_NAME + HASH_BYTES)  # v2's model list, at most
+    extra_most = 1 + MAX_EXTRA_MODELS * (1 + MAX_MODEL_NAME + HASH_BYTES) + _AUDIO_OFFSET.size  # v2, at most
     if not minimum <= size <= minimum - 1 + MAX_MODEL_NAME + extra_most:
         raise DamagedStream("damaged header (impossible header size)")
     rest = _read_exact(f, size - len(magic))
@@ -277,13 +383,21 @@ def read_header(f: BinaryIO) -> Header:
     if version not in READABLE_VERSIONS:
         raise DamagedStream(f"unsupported .hfc format version {version} (this vcodec reads versions "
                             f"{', '.join(map(str, READABLE_VERSIONS))})")
-    if flags:
+    if flags & ~FLAG_AUDIO or (flags and version < 2):
         raise DamagedStream(f"unsupported header flags {flags:#06x} (a newer vcodec wrote this stream?)")
     fixed = _HEADER_PRE.size + name_len + _HEADER_POST.size
     if len(body) < fixed or (version == 1 and len(body) != fixed):
         raise DamagedStream("damaged header (name length disagrees with header size)")
     name = _decode_name(body[_HEADER_PRE.size : _HEADER_PRE.size + name_len])
     inter_model = inter_hash = None
+    has_audio, audio_offset = bool(flags & FLAG_AUDIO), 0
+    if has_audio:
+        if len(body) < fixed + 1 + _AUDIO_OFFSET.size:
+            raise DamagedStream("damaged header (no room for the audio section's offset)")
+        (audio_offset,) = _AUDIO_OFFSET.unpack_from(body, len(body) - _AUDIO_OFFSET.size)
+        body = body[: -_AUDIO_OFFSET.size]
+        if audio_offset < size:
+            raise DamagedStream("bad header: the audio section would start inside the header")
     if version >= 2:
         extra = body[fixed:]
         if not extra or extra[0] > MAX_EXTRA_MODELS:
@@ -302,7 +416,7 @@ def read_header(f: BinaryIO) -> Header:
         model=name, weights_hash=weights_hash, width=w, height=h, padded_width=pw, padded_height=ph,
         fps=Fraction(fn, fd) if fd else Fraction(0), entropy_form=form,
         colour=Colour(matrix, bool(full), prim, trc, depth), gop=gop, frame_count=count, version=version,
-        inter_model=inter_model, inter_hash=inter_hash,
+        inter_model=inter_model, inter_hash=inter_hash, has_audio=has_audio, audio_offset=audio_offset,
     )
     if full > 1:
         raise DamagedStream("bad header: range flag is neither 0 nor 1")
@@ -342,7 +456,7 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | No
     """The next packet, or None at a clean end of packets (the index follows). Damage raises DamagedStream."""
     start = f.tell()
     head = _read_exact(f, _PACKET_FIXED.size)
-    if head is None or head[:4] == INDEX_MARK:
+    if head is None or head[:4] == INDEX_MARK or (header.has_audio and head[:4] == AUDIO_SECTION_MARK):
         f.seek(start)  # no further packet: the caller checks the index and the frame count
         return None
     if head[:4] != PACKET_MARK:
@@ -405,6 +519,8 @@ def _locate_index(f: BinaryIO, file_size: int, header: Header, header_size: int)
     (count,) = struct.unpack("<I", head[4:])
     if offset + index_size(count) != file_size:
         raise DamagedStream("damaged index (its size disagrees with the file)")
+    if header.has_audio and header.audio_offset > offset:
+        raise DamagedStream("damaged index (it starts before the audio section)")
     crc, digest, left = zlib.crc32(head), hashlib.sha256(), count * _INDEX_ENTRY.size
     while left:
         chunk = f.read(min(left, _INDEX_CHUNK * _INDEX_ENTRY.size))
@@ -440,14 +556,20 @@ def _packet_extent(f: BinaryIO, offset: int, end: int) -> tuple[int, int, int] |
     return index, ftype, len(head) + len(tail) + sum(struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub]))
 
 
-def _check_entries(f: BinaryIO, header_size: int, offset: int, count: int) -> list[IndexEntry]:
-    """Every entry against the packet header it points at: contiguous from the file header to the index, each one's
-    offset, size and frame type those of packet i. Raises DamagedStream naming the first entry that disagrees."""
-    entries, at = [], header_size
+def video_end(header: Header, index_offset: int) -> int:
+    """Where the video packets end: at the audio section when there is one, else at the index."""
+    return header.audio_offset if header.has_audio else index_offset
+
+
+def _check_entries(f: BinaryIO, header: Header, header_size: int, offset: int, count: int) -> Iterator[IndexEntry]:
+    """Every entry against the packet header it points at: contiguous from the file header to the end of the video
+    packets, each one's offset, size and frame type those of packet i. Raises DamagedStream naming the first entry
+    that disagrees (after yielding the ones before it: a caller keeps an entry only once the whole index passed)."""
+    at, end = header_size, video_end(header, offset)
     for i, e in enumerate(_index_entries(f, offset, count)):
         if e.offset != at:
             raise DamagedStream(f"damaged index (entry {i} says offset {e.offset}, packet {i} starts at {at})")
-        found = _packet_extent(f, at, offset)
+        found = _packet_extent(f, at, end)
         if found is None:
             raise DamagedStream(f"damaged index (entry {i} points at no valid packet)")
         index, ftype, nbytes = found
@@ -458,11 +580,11 @@ def _check_entries(f: BinaryIO, header_size: int, offset: int, count: int) -> li
                                 f"packet {i} is {_type_name(ftype)})")
         if e.size != nbytes:
             raise DamagedStream(f"damaged index (entry {i} says {e.size} bytes, packet {i} has {nbytes})")
-        entries.append(e)
+        yield e
         at += nbytes
-    if at != offset:
-        raise DamagedStream("damaged index (packets do not end where the index starts)")
-    return entries
+    if at != end:
+        where = "the audio section" if header.has_audio else "the index"
+        raise DamagedStream(f"damaged index (packets do not end where {where} starts)")
 
 
 def _type_name(ftype: int) -> str:
@@ -473,11 +595,94 @@ def read_index(f: BinaryIO, file_size: int, header: Header, header_size: int) ->
     """The index at the end of the file, checked entry by entry against the packet headers it points at (without
     reading payloads) and its count against the file header; DamagedStream if it is missing or disagrees."""
     offset, count, _ = _locate_index(f, file_size, header, header_size)
-    return _check_entries(f, header_size, offset, count)
+    return list(_check_entries(f, header, header_size, offset, count))
+
+
+def read_audio_section(f: BinaryIO, header: Header, file_size: int) -> tuple[list[AudioStream], int]:
+    """The audio section's stream descriptions and where its first packet starts; DamagedAudio if they are damaged."""
+    at = header.audio_offset
+    if at + _AUDIO_SECTION_HEAD.size > file_size:
+        raise DamagedAudio("audio: the audio section is missing (truncated stream)")
+    f.seek(at)
+    mark, size, count = _AUDIO_SECTION_HEAD.unpack(f.read(_AUDIO_SECTION_HEAD.size))
+    most = _AUDIO_SECTION_HEAD.size + MAX_AUDIO_STREAMS * (1 + MAX_CODEC_NAME + _AUDIO_STREAM_FIELDS.size
+                                                          + MAX_CODEC_PARAMETERS) + 4
+    if mark != AUDIO_SECTION_MARK or not _AUDIO_SECTION_HEAD.size + 4 < size <= most or at + size > file_size:
+        raise DamagedAudio("audio: damaged audio section header")
+    f.seek(at)
+    blob = f.read(size)
+    if len(blob) != size or zlib.crc32(blob[:-4]) != struct.unpack("<I", blob[-4:])[0]:
+        raise DamagedAudio("audio: damaged audio section header (checksum mismatch)")
+    if not 0 < count <= MAX_AUDIO_STREAMS:
+        raise DamagedAudio(f"audio: damaged audio section header ({count} streams)")
+    streams, p, end = [], _AUDIO_SECTION_HEAD.size, size - 4
+    for k in range(count):
+        n = blob[p] if p < end else 0
+        name = blob[p + 1 : p + 1 + n]
+        fields_at = p + 1 + n
+        if not 0 < n <= MAX_CODEC_NAME or fields_at + _AUDIO_STREAM_FIELDS.size > end or not _CODEC_NAME.match(name):
+            raise DamagedAudio(f"audio stream {k}: damaged description (codec name)")
+        rate, channels, tb_num, tb_den, packets, m = _AUDIO_STREAM_FIELDS.unpack_from(blob, fields_at)
+        params_at = fields_at + _AUDIO_STREAM_FIELDS.size
+        if not (0 < rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_AUDIO_CHANNELS and tb_num > 0 and tb_den > 0
+                and packets <= MAX_AUDIO_PACKETS and 0 < m <= MAX_CODEC_PARAMETERS and params_at + m <= end):
+            raise DamagedAudio(f"audio stream {k}: damaged description (a field is out of range)")
+        streams.append(AudioStream(name.decode("ascii"), rate, channels, Fraction(tb_num, tb_den),
+                                   bytes(blob[params_at : params_at + m]), packets))
+        p = params_at + m
+    if p != end:
+        raise DamagedAudio("audio: damaged audio section header (its size disagrees with its streams)")
+    return streams, at + size
+
+
+def read_audio_packet(f: BinaryIO, streams: list[AudioStream], number: int) -> AudioPacket:
+    """Audio packet `number` (counted over all streams) at the file's position; DamagedAudio naming it if damaged."""
+    head = _read_exact(f, _AUDIO_PACKET.size)
+    if head is None or head[:4] != AUDIO_PACKET_MARK:
+        raise DamagedAudio(f"audio packet {number}: missing or damaged")
+    _, stream, flags, pts, dts, duration, length, payload_crc, head_crc = _AUDIO_PACKET.unpack(head)
+    if zlib.crc32(head[:-4]) != head_crc:
+        raise DamagedAudio(f"audio packet {number}: damaged header (checksum mismatch)")
+    if stream >= len(streams) or flags > 1 or not 0 < length <= MAX_AUDIO_PAYLOAD:
+        raise DamagedAudio(f"audio packet {number}: damaged header (stream, flags or length out of range)")
+    if max(abs(pts), abs(dts)) > MAX_TIMESTAMP:
+        raise DamagedAudio(f"audio packet {number}: timestamp out of range")
+    data = _read_exact(f, length)
+    if data is None:
+        raise DamagedAudio(f"audio packet {number}: truncated")
+    if zlib.crc32(data) != payload_crc:
+        raise DamagedAudio(f"audio packet {number}: damaged payload (checksum mismatch)")
+    return AudioPacket(stream, pts, dts, duration, bool(flags), data)
+
+
+class SeekTable:
+    """The checked index in compact form (13 bytes a frame, as in the file): where each packet is, and which are
+    I-frames, for a reader that starts anywhere. Built only from an index that agreed with every packet header."""
+
+    def __init__(self, entries: Iterator[IndexEntry]):
+        self.offsets, self.sizes, self.types = array("Q"), array("I"), bytearray()
+        for e in entries:
+            self.offsets.append(e.offset)
+            self.sizes.append(e.size)
+            self.types.append(e.frame_type)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def entry(self, i: int) -> IndexEntry:
+        return IndexEntry(self.offsets[i], self.sizes[i], self.types[i])
+
+    def intra_at_or_before(self, i: int) -> int:
+        """The I-frame a decoder must start from to reach frame i (frame 0 is always one in a valid stream)."""
+        found = self.types.rfind(FRAME_I, 0, i + 1)
+        if found < 0:
+            raise DamagedStream(f"frame {i}: no I-frame at or before it", 0)
+        return found
 
 
 class StreamReader:
-    """Sequential reader of a .hfc file: header on open, then packets in order; the index on demand.
+    """Reader of a .hfc file: header on open, then packets in order, from the first frame or, through the index,
+    from any other; the index on demand.
 
     `index_bytes` is the size of the index and trailer as parsed (None until the index has been checked)."""
 
@@ -485,6 +690,8 @@ class StreamReader:
         self.path = Path(path)
         self.file: BinaryIO = open(self.path, "rb")
         self.index_bytes: int | None = None
+        self._seek_table: SeekTable | None = None
+        self._audio: tuple[list[AudioStream], int] | None = None  # stream descriptions, first packet's offset
         try:
             self.size = os.fstat(self.file.fileno()).st_size
             self.header = read_header(self.file)
@@ -493,9 +700,15 @@ class StreamReader:
             self.file.close()
             raise
 
-    def packets(self) -> Iterator[Packet]:
-        """Packets in frame order; raises DamagedStream at the first damage, including a missing index or frames,
-        or an index that disagrees with the packets read (then every packet before it was intact)."""
+    def packets(self, start: int = 0) -> Iterator[Packet]:
+        """Packets in frame order from frame `start`; raises DamagedStream at the first damage, including a missing
+        index or frames, or an index that disagrees with the packets read (then every packet before it was intact).
+
+        From frame 0 the index is checked at the end, against the packets read; from any other frame it is checked
+        in full first (seek_table()), since it is what finds the packet, and each packet must match its entry."""
+        if start:
+            yield from self._packets_from(start)
+            return
         at, i = self.header_size, 0
         read = hashlib.sha256()  # of the index entries these packets call for: checked against the index at the end
         while True:
@@ -513,19 +726,85 @@ class StreamReader:
             raise DamagedStream(f"stream holds {i} packets but its header counts {self.header.frame_count} frames", i)
         try:
             offset, count, digest = _locate_index(self.file, self.size, self.header, self.header_size)
-            if offset != at:
-                raise DamagedStream(f"damaged index (it starts at {offset}, the packets end at {at})")
+            if video_end(self.header, offset) != at:
+                where = "the audio section" if self.header.has_audio else "the index"
+                raise DamagedStream(f"damaged index ({where} starts at {video_end(self.header, offset)}, the "
+                                    f"packets end at {at})")
             if digest != read.digest():  # name the first entry that disagrees
-                _check_entries(self.file, self.header_size, offset, count)
+                for _ in _check_entries(self.file, self.header, self.header_size, offset, count):
+                    pass
                 raise DamagedStream("damaged index (its entries disagree with the packets)")
         except DamagedStream as e:
             raise DamagedStream(str(e), i) from None
         self.index_bytes = index_size(count)
 
+    def _packets_from(self, start: int) -> Iterator[Packet]:
+        table = self.seek_table()
+        if not 0 <= start < len(table):
+            raise IndexError(f"frame {start} is outside the stream's {len(table)} frames")
+        for i in range(start, len(table)):
+            entry = table.entry(i)
+            self.file.seek(entry.offset)
+            packet = read_packet(self.file, self.header, i)
+            if packet is None:  # the index was checked against this packet's header: the file changed since
+                raise DamagedStream(f"frame {i}: missing or damaged packet", i)
+            if (packet.nbytes, packet.frame_type) != (entry.size, entry.frame_type):
+                raise DamagedStream(f"frame {i}: damaged index (entry {i} disagrees with the packet)", i)
+            yield packet
+
     def index(self) -> list[IndexEntry]:
         entries = read_index(self.file, self.size, self.header, self.header_size)
         self.index_bytes = index_size(len(entries))
         return entries
+
+    def seek_table(self) -> SeekTable:
+        """The index, checked in full against the packet headers and the file header (DamagedStream if it is
+        missing or disagrees), kept in compact form for seeking; read once per reader."""
+        if self._seek_table is None:
+            offset, count, _ = _locate_index(self.file, self.size, self.header, self.header_size)
+            table = SeekTable(_check_entries(self.file, self.header, self.header_size, offset, count))
+            self.index_bytes = index_size(count)
+            self._seek_table = table
+        return self._seek_table
+
+    def audio_streams(self) -> list[AudioStream]:
+        """The stream's audio streams ([] without an audio section); DamagedAudio if their description is damaged."""
+        if not self.header.has_audio:
+            return []
+        if self._audio is None:
+            self._audio = read_audio_section(self.file, self.header, self.size)
+        return self._audio[0]
+
+    @property
+    def audio_section_bytes(self) -> int:
+        """Size of the audio section's own header (its packets come after it)."""
+        self.audio_streams()
+        return self._audio[1] - self.header.audio_offset if self._audio else 0
+
+    def audio_packets(self) -> Iterator[AudioPacket]:
+        """Every audio packet in the order stored (by time); DamagedAudio at the first damage, including packets
+        missing or left over, or timestamps that go back within a stream. The video packets are not needed: audio
+        is found through the file header alone, so damaged video costs no audio (and the reverse)."""
+        streams = self.audio_streams()
+        if not streams:
+            return
+        at = self._audio[1]
+        last_dts: list[int | None] = [None] * len(streams)
+        left = [s.packets for s in streams]
+        for number in range(sum(left)):
+            self.file.seek(at)  # the caller may read video packets in between
+            packet = read_audio_packet(self.file, streams, number)
+            if not left[packet.stream]:
+                raise DamagedAudio(f"audio packet {number}: more packets of stream {packet.stream} than it counts")
+            if last_dts[packet.stream] is not None and packet.dts < last_dts[packet.stream]:
+                raise DamagedAudio(f"audio packet {number}: its time goes back")
+            left[packet.stream] -= 1
+            last_dts[packet.stream] = packet.dts
+            at = self.file.tell()
+            yield packet
+        self.file.seek(at)
+        if self.file.read(4) != INDEX_MARK:
+            raise DamagedAudio("audio: the audio section does not end where the index starts")
 
     def close(self) -> None:
         self.file.close()

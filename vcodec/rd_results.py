@@ -1,5 +1,5 @@
 """Rate-distortion results of a bench: measured points, per-sequence and average curves, BD-rates, the JSON file
-(CompressAI's results format) and the RD plot.
+(CompressAI's results format), a folder of files in the shape of CompressAI's published results, and the RD plot.
 
 A point is one codec at one setting on one sequence. Its numbers are means over the sequence's frames (PSNR is the
 mean of per-frame PSNRs, as CompressAI and most papers compute it), bpp is the whole stream's bits over all pixels
@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcodec import bdrate
+from vcodec.errors import OutputError
 
 TEST_CODEC = "vcodec"
 AVERAGE = "average"
@@ -166,6 +168,37 @@ class Results:
         text = json.dumps(_finite(self.to_json()), indent=1, allow_nan=False)
         write_atomically(path, text.encode())
 
+    # ---------------------------------------------------------------------------- CompressAI's published shape
+    def compressai_files(self) -> dict[str, dict]:
+        """File name -> contents, one file per codec and curve in the shape of CompressAI's published result files
+        (what `python -m compressai.utils.plot -f FILE` reads): `name`, `description` and `results`, a dict of
+        equal-length lists (bpp, psnr-rgb, ms-ssim-rgb, ... one value per setting, fewest bits first). The average
+        curve is there once a sequence has finished; a sequence's own as soon as it has a point."""
+        names = compressai_file_names(list(self.descriptions), self.sequences)
+        files = {}
+        for (codec, sequence), name in names.items():
+            points = self.curve(codec, sequence)
+            if not points:
+                continue
+            entry = self._entry(codec, sequence, points)
+            if sequence == AVERAGE:
+                label, what = codec, f"average of {len(self.finished)} sequence{'s' if len(self.finished) != 1 else ''}"
+            else:
+                label, what = f"{codec} ({sequence})", f"sequence {sequence}"
+            description = f"{self.descriptions[codec]}; {what}; settings {', '.join(entry['settings'])}"
+            files[name] = {"name": label, "description": description, "results": entry["results"]}
+        return files
+
+    def write_json_dir(self, folder: Path) -> None:
+        """Write every file of compressai_files() into `folder` (made if missing), each one atomically."""
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot write {folder}: {e.strerror or e}") from None
+        for name, contents in self.compressai_files().items():
+            text = json.dumps(_finite(contents), indent=1, allow_nan=False)
+            write_atomically(folder / name, text.encode())
+
     # ------------------------------------------------------------------------------------------------ the plot
     def plot(self, path: Path) -> None:
         """PSNR-RGB and PSNR-YUV against bpp, one curve per codec: the average curves, or the only sequence's."""
@@ -200,6 +233,34 @@ class Results:
         finally:
             plt.close(fig)
             Path(tmp).unlink(missing_ok=True)
+
+
+def compressai_file_names(codecs: list[str], sequences: list[str]) -> dict[tuple[str, str], str]:
+    """File names of the per-codec results folder: `<codec>.json` for a codec's average curve, `<codec>-<sequence>.json`
+    for one sequence's, in file-system-safe characters. Names are given in a fixed order (averages, then sequences as
+    they were started) and a name already taken gets a number, so "vcodec" on sequence "intra" never overwrites the
+    average of the codec "vcodec-intra", and every rewrite of a growing bench keeps its names."""
+    names: dict[tuple[str, str], str] = {}
+    taken: set[str] = set()
+
+    def claim(key: tuple[str, str], stem: str) -> None:
+        name, k = f"{stem}.json", 1
+        while name.lower() in taken:  # case-insensitive file systems count too
+            k += 1
+            name = f"{stem}-{k}.json"
+        taken.add(name.lower())
+        names[key] = name
+
+    for codec in codecs:
+        claim((codec, AVERAGE), _safe(codec))
+    for sequence in sequences:
+        for codec in codecs:
+            claim((codec, sequence), f"{_safe(codec)}-{_safe(sequence)}")
+    return names
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "_"
 
 
 def _finite(value):

@@ -22,16 +22,20 @@ class Crash(AssertionError):
     pass
 
 
-def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None) -> str:
+def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None, suffix: str = "") -> str:
     """Returns 'ok', 'damaged' or 'refused'; raises Crash for anything else, or for an outcome not in `allowed`.
 
     'ok' means every frame the header counts was decoded and written; 'damaged', that exactly the intact frames
-    before the damage were written (nothing when there were none)."""
+    before the damage were written (nothing when there were none). The output is a folder of PNG frames, or with
+    `suffix` (".mkv") a video file, which takes a stream's audio too: damaged audio must cost no frame."""
     workdir.mkdir(parents=True, exist_ok=True)
     stream = workdir / "in.hfc"
-    out = workdir / "out"
+    out = workdir / f"out{suffix}"
     stream.write_bytes(data)
-    shutil.rmtree(out, ignore_errors=True)
+    if suffix:
+        out.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     try:
         result = api.decode(stream, out, device="cpu", overwrite=True)
@@ -48,10 +52,10 @@ def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None) ->
     elapsed = time.perf_counter() - start
     if elapsed > MAX_SECONDS:
         raise Crash(f"decode took {elapsed:.1f} s")
-    leftovers = [n for n in os.listdir(workdir) if n not in ("in.hfc", "out")]
+    leftovers = [n for n in os.listdir(workdir) if n not in ("in.hfc", out.name)]
     if leftovers:
         raise Crash(f"temp files left behind: {leftovers}")
-    frames = len(os.listdir(out)) if out.exists() else 0
+    frames = _frames_in(out) if out.exists() else 0
     if outcome == "ok":
         with C.StreamReader(stream) as reader:
             counted = reader.header.frame_count
@@ -62,3 +66,12 @@ def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None) ->
     if allowed is not None and outcome not in allowed:
         raise Crash(f"outcome '{outcome}', expected one of {sorted(allowed)}")
     return outcome
+
+
+def _frames_in(out: Path) -> int:
+    if out.is_dir():
+        return len(os.listdir(out))
+    import av
+
+    with av.open(str(out)) as c:
+        return sum(1 for _ in c.decode(video=0))

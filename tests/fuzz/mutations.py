@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vcodec import container as C
 
@@ -25,6 +25,9 @@ class Layout:
     header_size: int
     packets: list[tuple[int, int, int]]  # (offset, header length, payload length)
     index_offset: int
+    audio_offset: int | None = None  # the audio section, when the stream has one
+    audio_header_size: int = 0
+    audio_packets: list[tuple[int, int]] = field(default_factory=list)  # (offset, payload length)
 
     def header_field(self, name: str) -> tuple[int, str]:
         """Offset and struct format of a header field."""
@@ -40,6 +43,10 @@ class Layout:
         return base + off, fmt
 
 
+# An audio packet's header fields (docs/FORMAT.md) and where its payload length is.
+AUDIO_FIELDS = {"stream": (4, "<B"), "flags": (5, "<B"), "pts": (6, "<q"), "dts": (14, "<q"), "duration": (22, "<I"),
+                "length": (26, "<I")}
+AUDIO_LENGTH = 26
 PACKET_FIELDS = {"index": (4, "<I"), "type": (8, "<B"), "quality": (9, "<B"), "latent_c": (10, "<H"),
                  "latent_h": (12, "<H"), "latent_w": (14, "<H"), "hyper_c": (16, "<H"), "hyper_h": (18, "<H"),
                  "hyper_w": (20, "<H"), "substreams": (22, "<B")}
@@ -56,7 +63,15 @@ def layout(data: bytes) -> Layout:
         head = 23 + 4 * n + 8
         packets.append((at, head, sum(lengths)))
         at += head + sum(lengths)
-    return Layout(name_len, header_size, packets, at)
+    if data[at : at + 4] != C.AUDIO_SECTION_MARK:
+        return Layout(name_len, header_size, packets, at)
+    audio_offset, audio_header_size = at, _U32.unpack_from(data, at + 4)[0]
+    audio, at = [], at + audio_header_size
+    while data[at : at + 4] == C.AUDIO_PACKET_MARK:
+        length = _U32.unpack_from(data, at + AUDIO_LENGTH)[0]
+        audio.append((at, length))
+        at += C.AUDIO_PACKET_HEADER + length
+    return Layout(name_len, header_size, packets, at, audio_offset, audio_header_size, audio)
 
 
 def resign(data: bytearray, lay: Layout) -> None:
@@ -70,6 +85,13 @@ def resign(data: bytearray, lay: Layout) -> None:
         start = off + head
         data[off + head - 8 : off + head - 4] = _U32.pack(zlib.crc32(bytes(data[start : start + payload])))
         data[off + head - 4 : off + head] = _U32.pack(zlib.crc32(bytes(data[off : off + head - 4])))
+    if lay.audio_offset is not None:
+        a, n = lay.audio_offset, lay.audio_header_size
+        data[a + n - 4 : a + n] = _U32.pack(zlib.crc32(bytes(data[a : a + n - 4])))
+        for off, length in lay.audio_packets:
+            h = C.AUDIO_PACKET_HEADER
+            data[off + h - 8 : off + h - 4] = _U32.pack(zlib.crc32(bytes(data[off + h : off + h + length])))
+            data[off + h - 4 : off + h] = _U32.pack(zlib.crc32(bytes(data[off : off + h - 4])))
     i = lay.index_offset
     if data[i : i + 4] == C.INDEX_MARK and len(data) >= i + 8:
         count = _U32.unpack_from(data, i + 4)[0]
@@ -106,7 +128,8 @@ def mutate(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
 # Mutations after which a stream can never decode in full: each breaks something that a CRC or a structural check
 # of the reader must catch (a re-signed index must still agree exactly with the packets and the header). The others
 # (a re-signed header field, payload byte or substream split) may yield a different but well-formed stream.
-NEVER_OK = ("flip", "truncate", "append", "index", "trailer", "splice.", "packet.index", "packet.type")
+NEVER_OK = ("flip", "truncate", "append", "index", "trailer", "splice.", "packet.index", "packet.type",
+            "audio.splice", "audio.length", "audio.stream")
 ONLY_REFUSED = ("hash",)  # other weights named: refused before any frame is decoded
 
 
@@ -121,8 +144,11 @@ def allowed_outcomes(kind: str) -> set[str]:
 def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
     data = bytearray(clean)
     lay = layout(clean)
-    kind = rng.choice(["flip", "truncate", "header", "packet", "payload", "lengths", "index", "trailer", "splice",
-                       "append", "hash"])
+    kinds = ["flip", "truncate", "header", "packet", "payload", "lengths", "index", "trailer", "splice", "append",
+             "hash"]
+    kind = rng.choice(kinds + (["audio"] * 3 if lay.audio_packets else []))  # streams with audio: audio mutations too
+    if kind == "audio":
+        return _mutate_audio(data, lay, rng)
     if kind == "flip":
         for _ in range(rng.randint(1, 4)):
             i = rng.randrange(len(data))
@@ -203,3 +229,68 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         packets[0], packets[1] = packets[1], packets[0]
     body = bytes(data[: lay.header_size]) + b"".join(packets) + bytes(data[lay.index_offset :])
     return body, f"splice.{op}"
+
+
+def _mutate_audio(data: bytearray, lay: Layout, rng: random.Random) -> tuple[bytes, str]:
+    """A hostile audio section: a field of its header or of a packet set to a hostile value, payload or codec
+    parameter bytes changed, or packets dropped, duplicated or swapped; re-signed, so the checks behind the CRCs
+    (and the muxer's) must catch what is wrong."""
+    what = rng.choice(["section", "params", "packet", "payload", "splice"])
+    if what == "splice":
+        packets = [bytes(data[o : o + C.AUDIO_PACKET_HEADER + n]) for o, n in lay.audio_packets]
+        op = rng.choice(["drop", "duplicate", "swap"])
+        j = rng.randrange(len(packets))
+        if op == "drop":
+            packets.pop(j)
+        elif op == "duplicate":
+            packets.insert(j, packets[j])
+        elif len(packets) > 1:
+            k = (j + 1) % len(packets)
+            packets[j], packets[k] = packets[k], packets[j]
+        else:
+            packets.pop(j)
+        start, end = lay.audio_packets[0][0], lay.index_offset
+        body = bytes(data[:start]) + b"".join(packets) + bytes(data[end:])
+        return _reindexed(body, end - start - sum(map(len, packets))), f"audio.splice.{op}"
+    if what == "section":
+        a = lay.audio_offset
+        name = rng.choice(["count", "name_len", "rate", "channels", "tb_num", "tb_den", "packets", "params_len"])
+        n = data[a + 9]
+        rel, fmt = {"count": (8, "<B"), "name_len": (9, "<B"), "rate": (10 + n, "<I"), "channels": (14 + n, "<B"),
+                    "tb_num": (15 + n, "<I"), "tb_den": (19 + n, "<I"), "packets": (23 + n, "<I"),
+                    "params_len": (27 + n, "<I")}[name]
+        value = struct.unpack_from(fmt, data, a + rel)[0]
+        struct.pack_into(fmt, data, a + rel, _hostile(fmt, rng, value))
+        resign(data, lay)
+        return bytes(data), f"audio.section.{name}"
+    if what == "params":
+        a, n = lay.audio_offset, data[lay.audio_offset + 9]
+        params_at, params_len = a + 31 + n, _U32.unpack_from(data, a + 27 + n)[0]
+        for _ in range(rng.randint(1, 8)):
+            data[params_at + rng.randrange(params_len)] = rng.randrange(256)
+        resign(data, lay)
+        return bytes(data), "audio.params"
+    off, length = rng.choice(lay.audio_packets)
+    if what == "payload":
+        for _ in range(rng.randint(1, 8)):
+            data[off + C.AUDIO_PACKET_HEADER + rng.randrange(length)] = rng.randrange(256)
+        resign(data, lay)
+        return bytes(data), "audio.payload"
+    name = rng.choice(list(AUDIO_FIELDS))
+    rel, fmt = AUDIO_FIELDS[name]
+    value = struct.unpack_from(fmt, data, off + rel)[0]
+    if fmt == "<q":
+        new = rng.choice([0, -1, value + 1, value - 1000, -(2**62), 2**62 + 1, 2**63 - 1, -(2**63)])
+    else:
+        new = _hostile(fmt, rng, value)
+    struct.pack_into(fmt, data, off + rel, new)
+    resign(data, lay)
+    return bytes(data), f"audio.{name}"
+
+
+def _reindexed(data: bytes, shrink: int) -> bytes:
+    """`data` after its audio packets changed size by -shrink bytes: the index and trailer moved, so the trailer's
+    offset is redone (the index itself holds only video offsets, which did not move)."""
+    at = len(data) - 12
+    offset = struct.unpack_from("<Q", data, at)[0] - shrink
+    return data[:at] + struct.pack("<Q", offset) + data[at + 8 :]
