@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The STEM ablation: the five variants of the STEM paper's table, each trained with the same budget and recipe
-# (STEPS steps of 2 x 8 GOPs of 4 frames at 16x16 latents, the shipped model's recipe cut short), then measured by
+# (STEPS steps of 2 x 8 GOPs of 4 frames at 16x16 latents, rate + distortion, from the intra model), then measured by
 # benchmarks/video_rd.py on the development clips against all-intra (BD-rate, bpp and PSNR-RGB at q = 4).
 #
-#   bash benchmarks/stem_ablation.sh                 # STEPS=1000, two single-thread DDP processes (a 2-core CPU)
+#   bash benchmarks/stem_ablation.sh                 # STEPS=800, two single-thread DDP processes (a 2-core CPU)
 #   STEPS=3000 NPROC=1 bash benchmarks/stem_ablation.sh
 #
 # Checkpoints go to checkpoints/ablation-<variant>, exported models to .data/ablation-models (not shipped).
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 D=${DATA:-../shared/data}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-800}
 NPROC=${NPROC:-2}
 MODELS=.data/ablation-models
 DATA_ARGS=(--data "$D/clips/vtest.avi" --data "$D/clips/WolfgangLanger_Pexels.mp4" --data "$D/clips/no_face.mp4"

@@ -70,13 +70,13 @@ def frame_coder(bundle):
 
 @pytest.fixture(scope="session")
 def tiny_stream(tmp_path_factory) -> Path:
-    """A real 2-frame 64x48 stream: small enough to damage at every byte."""
+    """A real 2-frame 64x48 stream (an I-frame, then a P-frame): small enough to damage at every byte."""
     from vcodec import api
 
     root = tmp_path_factory.mktemp("tiny")
     frames = write_pngs(root / "frames", sample_frames(2, 64, 48, start=10))
     out = root / "tiny.hfc"
-    api.encode(frames, out, quality=1, fps=25)
+    api.encode(frames, out, quality=1, fps=25, fixed_gop=True)  # an I- and a P-frame, whatever they cost
     return out
 
 

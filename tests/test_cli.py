@@ -55,7 +55,9 @@ def test_info_json_accounts_for_every_byte(sample_stream, capsys):
     assert data["file_bytes"] == sample_stream.stat().st_size
     assert data["damage"] is None
     assert all(f["quality"] == 3 for f in data["frames"])
-    assert [f["type"] for f in data["frames"]] == ["I" if i % DEFAULT_GOP == 0 else "P" for i in range(48)]
+    types = [f["type"] for f in data["frames"]]
+    # Every GOP starts with an I-frame; the encoder makes any other frame one only where that is cheaper.
+    assert all(types[i] == "I" for i in range(0, 48, DEFAULT_GOP)) and types.count("P") >= 24
     total_bpp = data["file_bytes"] * 8 / (640 * 272 * 48)
     assert data["bpp"] == pytest.approx(total_bpp)
 

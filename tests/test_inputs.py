@@ -173,7 +173,7 @@ def _limited_run(args: list[str], limit: int, cwd: Path) -> subprocess.Completed
 
 def test_full_disk_while_encoding_and_decoding(tmp_path, tiny_stream):
     src = write_pngs(tmp_path / "src", sample_frames(3, 128, 64))
-    for args, limit in ((["encode", str(src), "out.hfc"], 600), (["decode", str(tiny_stream), "out.mkv"], 2000)):
+    for args, limit in ((["encode", str(src), "out.hfc"], 300), (["decode", str(tiny_stream), "out.mkv"], 2000)):
         done = _limited_run(args, limit, tmp_path)
         assert done.returncode == EXIT_IO, done.stderr
         errors = [line for line in done.stderr.splitlines() if "error" in line]

@@ -36,7 +36,7 @@ def stream(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seek")
     src = write_pngs(root / "src", sample_frames(COUNT, 64, 48, start=3))
     out = root / "s.hfc"
-    api.encode(src, out, quality=2, gop=GOP, fps=25)
+    api.encode(src, out, quality=2, gop=GOP, fps=25, fixed_gop=True)  # the GOP's frame types exactly
     with C.StreamReader(out) as r:
         assert [e.frame_type for e in r.index()] == [C.FRAME_I if i % GOP == 0 else C.FRAME_P for i in range(COUNT)]
     return out

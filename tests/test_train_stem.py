@@ -133,7 +133,7 @@ def test_export_gives_a_p_frame_model_that_codes_a_stream(tmp_path, pictures):
     path, digest = export_checkpoint(opts.out, "stem-tiny", tmp_path / "models")
     assert path.stat().st_size < 6_000_000
     out = tmp_path / "s.hfc"
-    result = api.encode(SAMPLE, out, quality=3, frames=3, inter_model=path, psnr=True)
+    result = api.encode(SAMPLE, out, quality=3, frames=3, inter_model=path, psnr=True, fixed_gop=True)
     assert result.p_frames == 2 and result.psnr > 30
     info = api.probe(out)
     assert info["inter_model"] == "stem-tiny" and info["inter_weights_sha256"] == digest.hex()

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from vcodec import quality as Q
 from vcodec.errors import DamagedStream, InputError
 from vcodec.media import check_picture_size, check_sink_path, open_sink, open_source
 from vcodec.paths import check_output, named_path
+
+if TYPE_CHECKING:  # torch is imported only when a command needs it
+    from vcodec.rate_control import Target
 
 
 @dataclass
@@ -41,6 +44,7 @@ class EncodeResult:
     inter_model: str | None = None  # the P-frame model, when the stream holds P-frames
     p_frames: int = 0
     audio: list[str] = field(default_factory=list)  # the codecs of the audio streams kept (copied as they were)
+    qualities: list[float] = field(default_factory=list)  # each GOP's quality, when rate control chose them
 
     @property
     def bpp(self) -> float:
@@ -89,13 +93,17 @@ def encode(
     preset: str = "medium",
     audio: bool = True,
     on_note: Callable[[str], None] | None = None,
+    target: Target | None = None,
+    fixed_gop: bool = False,
 ) -> EncodeResult:
     """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`.
 
     `gop`: frames from one I-frame to the next (1: all-intra; -1: only the first frame is an I-frame; None: the
     default, with P-frames when a P-frame model for this intra model is installed). `preset`: medium (g_a's latents),
     slow or veryslow (a latent search per frame, vcodec/refine.py; any decoder reads the result). The input's audio
-    streams are kept as they are coded (`audio` False drops them); `on_note` hears about streams that cannot be."""
+    streams are kept as they are coded (`audio` False drops them); `on_note` hears about streams that cannot be.
+    `target` (rate_control.Target: a bitrate, bpp or PSNR-RGB) replaces `quality` by one chosen per GOP. A frame
+    the GOP makes a P-frame is coded as an I-frame when that is cheaper, unless `fixed_gop`."""
     from vcodec.codec import VideoDecoder, VideoEncoder, choose_inter_model, pick_device, stream_header
     from vcodec.weights import DEFAULT_MODEL
 
@@ -114,6 +122,8 @@ def encode(
         raise InputError("--gop must be at least 1, or -1 (only the first frame is an I-frame)")
     if fps is not None and not 0 < float(fps) <= 1000:
         raise InputError("--fps must be in (0, 1000]")
+    if target is not None and gop == -1:
+        raise InputError(f"--{target.kind} chooses a quality per GOP: give a GOP (--gop N), not -1")
     from vcodec.refine import PRESETS
 
     if preset not in PRESETS:
@@ -127,7 +137,7 @@ def encode(
         check_picture_size(info.width, info.height, input)  # sources check their header; this is what they decoded
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
         stem, header_gop = choose_inter_model(bundle, inter_model, gop, dev)
-        coder = VideoEncoder(bundle, dev, header_gop, stem, preset)
+        coder = VideoEncoder(bundle, dev, header_gop, stem, preset, adaptive=not fixed_gop)
         checker = VideoDecoder(bundle, dev, stem) if psnr else None  # its own timings: the check is not encoding work
         header = stream_header(bundle, info.width, info.height, info.fps, info.colour, header_gop, stem)
         fps_out = header.fps
@@ -149,11 +159,10 @@ def encode(
         p_frames = 0
         scores = []
         with C.StreamWriter(output, header, kept.streams if kept else None) as writer:
-            for rgb in source.frames(start, frames):
-                packet = coder.encode(rgb, quality)
+
+            def emit(rgb: np.ndarray, packet: C.Packet) -> int:
+                nonlocal total, n, p_frames
                 nbytes = writer.write(packet)
-                for sound in source.take_audio():
-                    writer.write_audio(sound)
                 p_frames += packet.frame_type == C.FRAME_P
                 score = None
                 if checker:
@@ -163,6 +172,22 @@ def encode(
                 n += 1
                 if on_frame:
                     on_frame(n, nbytes, total, score)
+                return nbytes
+
+            if target is None:
+                for rgb in source.frames(start, frames):
+                    emit(rgb, coder.encode(rgb, quality))
+                    for sound in source.take_audio():
+                        writer.write_audio(sound)
+            else:
+                from vcodec.rate_control import QualityPlanner, encode_at_target
+
+                def audio_so_far() -> None:
+                    for sound in source.take_audio():
+                        writer.write_audio(sound)
+
+                planner = QualityPlanner(coder, target, info.width, info.height, fps_out, header.size)
+                chosen = encode_at_target(coder, planner, source.frames(start, frames), header_gop, emit, audio_so_far)
             if n == 0:
                 raise InputError(f"{input}: no frames to encode (start {start} is past the end?)")
             for sound in source.finish_audio():
@@ -171,7 +196,7 @@ def encode(
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
                         asdict(coder.timings), header.gop, header.inter_model, p_frames,
-                        [a.codec for a in kept.streams] if kept else [])
+                        [a.codec for a in kept.streams] if kept else [], chosen if target is not None else [])
 
 
 def frame_at(seconds: Fraction | float | str, fps: Fraction) -> int:

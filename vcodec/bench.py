@@ -63,6 +63,7 @@ class BenchOptions:
     model: str | None = None
     inter_model: str | None = None  # the P-frame model (default: the shipped one; --gop 1 codes all-intra)
     preset: str = "medium"  # vcodec's encoder preset (vcodec/refine.py)
+    bitrates: list[float] = field(default_factory=list)  # bits/s: vcodec's points by rate control instead of qualities
     # More vcodec curves, as anchors of vcodec's BD-rates: "intra" (all-intra, the same qualities) or a P-frame
     # model (name or path; the same GOP), e.g. the ablation's variants.
     vcodec_anchors: list[str] = field(default_factory=list)
@@ -135,6 +136,12 @@ def parse_qualities(text: str) -> list[float]:
     if bad:
         raise InputError(f"--qualities: {bad[0]:g} is outside {Q.MIN_QUALITY}..{Q.MAX_QUALITY}")
     return sorted(set(values))
+
+
+def _parse_bitrates(text: str | None) -> list[float]:
+    from vcodec.rate_control import parse_bitrate
+
+    return [parse_bitrate(t) for t in text.split(",") if t.strip()] if text else []
 
 
 def parse_baselines(text: str) -> list[str]:
@@ -290,18 +297,28 @@ class VcodecRunner:
         for rgb in seq.frames[: 2 if self.gop != 1 else 1]:
             decoder.decode(encoder.encode(rgb, quality), seq.width, seq.height)
 
-    def point(self, seq: LoadedSequence, quality: float, advance: Callable[[int], None]) -> Point:
+    def point(self, seq: LoadedSequence, quality, advance: Callable[[int], None]) -> Point:
+        """One point: at a quality (a number), or at a rate_control.Target (--bitrates: a quality per GOP)."""
         from vcodec import container as C
         from vcodec.codec import VideoDecoder, VideoEncoder, stream_header
+        from vcodec.rate_control import QualityPlanner, encode_at_target
 
         header = stream_header(self.bundle, seq.width, seq.height, seq.fps, seq.colour, self.gop, self.stem)
         path = self.work / "point.hfc"  # one point at a time
         encoder = VideoEncoder(self.bundle, self.device, self.gop, self.stem, self.preset)
         t0 = time.perf_counter()
         with C.StreamWriter(path, header) as writer:
-            for rgb in seq.frames:
-                writer.write(encoder.encode(rgb, quality))
+
+            def emit(rgb, packet) -> int:
                 advance(1)
+                return writer.write(packet)
+
+            if isinstance(quality, (int, float)):
+                for rgb in seq.frames:
+                    emit(rgb, encoder.encode(rgb, quality))
+            else:
+                planner = QualityPlanner(encoder, quality, seq.width, seq.height, header.fps, header.size)
+                encode_at_target(encoder, planner, seq.frames, self.gop, emit)
         encode_seconds = time.perf_counter() - t0
         nbytes = path.stat().st_size
 
@@ -331,7 +348,9 @@ class VcodecRunner:
             "encoding_network_time": encoder.timings.network / n, "encoding_entropy_time": encoder.timings.entropy / n,
             "decoding_network_time": decoder.timings.network / n, "decoding_entropy_time": decoder.timings.entropy / n,
         }
-        return Point(self.codec, seq.name, f"q={quality:g}", quality, n, nbytes * 8 / (seq.width * seq.height * n),
+        setting, order = ((f"q={quality:g}", quality) if isinstance(quality, (int, float)) else
+                          (f"b={quality.value / 1000:g}k", quality.value))
+        return Point(self.codec, seq.name, setting, order, n, nbytes * 8 / (seq.width * seq.height * n),
                      psnr_rgb, psnr_yuv, ms_ssim, encode_seconds / n, decode_seconds / n, split)
 
 
@@ -393,6 +412,10 @@ def auto_crfs(spec, measure: Callable[[int], Point], target: list[Point], points
 
 
 # --------------------------------------------------------------------------------------------------------- run
+def _setting(q) -> str:
+    return f"q={q:g}" if isinstance(q, (int, float)) else f"b={q.value / 1000:g}k"
+
+
 def _model_label(bundle) -> str:
     import json
 
@@ -454,6 +477,10 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
             anchors.append(("vcodec-intra", None))
             descriptions["vcodec-intra"] = f"vcodec {_model_label(bundle)}, all-intra, the same qualities"
             continue
+        if anchor == "fixed-q":  # what --bitrates costs against one quality for the whole stream
+            anchors.append(("vcodec-fixed-q", stem))
+            descriptions["vcodec-fixed-q"] = f"vcodec, the same models and GOP at the fixed qualities {options.qualities}"
+            continue
         other = weights.load_stem(anchor, device)
         if other.intra_sha256 != bundle.sha256:
             raise InputError(f"--vcodec-anchor {anchor}: that P-frame model belongs to another intra model")
@@ -470,7 +497,10 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
                 raise InputError(f"{options.json_dir / name} exists (use -y to overwrite)")
     results = Results(descriptions, options.method, options.min_overlap)
     planned = {name: len(options.crfs.get(name, ())) or AUTO_POINTS + 2 for name in specs}
-    per_frame = len(options.qualities) * (1 + len(anchors)) + sum(planned.values())
+    from vcodec.rate_control import Target
+
+    settings = [Target("bitrate", b) for b in options.bitrates] or list(options.qualities)
+    per_frame = len(settings) * (1 + len(anchors)) + sum(planned.values())
     reporter.plan(sum(2 * n * per_frame for n in estimates))
 
     def save() -> None:
@@ -493,12 +523,12 @@ def run(inputs: list[Path], options: BenchOptions, reporter: Reporter | None = N
                 reporter.grow(2 * (n - estimate) * per_frame)
                 results.start_sequence(seq.name, seq.width, seq.height)
                 runner.warm_up(seq, options.qualities[0])
-                for q in options.qualities:
-                    record(runner.point(seq, q, lambda units: reporter.advance(units, f"{seq.name} vcodec q={q:g}")))
+                for q in settings:
+                    record(runner.point(seq, q, lambda units: reporter.advance(units, f"{seq.name} vcodec {_setting(q)}")))
                 for label, other in anchors:
-                    anchor_runner = VcodecRunner(bundle, device, options.gop, Path(work), other, label)
+                    anchor_runner = VcodecRunner(bundle, device, options.gop, Path(work), other, label, options.preset)
                     anchor_runner.warm_up(seq, options.qualities[0])
-                    for q in options.qualities:
+                    for q in (options.qualities if label in ("vcodec-intra", "vcodec-fixed-q") else settings):
                         record(anchor_runner.point(seq, q, lambda units: reporter.advance(units, f"{seq.name} {label} q={q:g}")))
                 target = results.curve(TEST_CODEC, seq.name)
                 for name, spec in specs.items():
@@ -664,14 +694,15 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
         inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one)."),
         preset: str = typer.Option("medium", "--preset", help="vcodec's encoder preset: medium, slow or veryslow."),
+        bitrates: Optional[str] = typer.Option(None, "--bitrates", help="vcodec at these average bitrates (rate control, e.g. 300k,600k,1.2M) instead of --qualities; --vcodec-anchor fixed-q adds the fixed-quality curve."),
         vcodec_anchors: List[str] = typer.Option([], "--vcodec-anchor", help="Another vcodec curve to measure as an anchor: 'intra' (all-intra at the same qualities) or a P-frame model (repeatable)."),
         overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite the --json and --plot files if they exist."),
     ) -> None:
         """Rate-distortion and speed of vcodec against x264, x265 and SVT-AV1, with BD-rates."""
         names = parse_baselines(baselines)
         options = BenchOptions(parse_qualities(qualities), names, parse_crfs(crfs, names), frames, gop, pix_fmt,
-                               device, model, inter_model, preset, vcodec_anchors, bd_method, min_overlap, json_path,
-                               plot, overwrite, json_dir=json_dir)
+                               device, model, inter_model, preset, _parse_bitrates(bitrates), vcodec_anchors,
+                               bd_method, min_overlap, json_path, plot, overwrite, json_dir=json_dir)
         # Tables are results: keep them whole when stdout is a file or a pipe (a terminal keeps its own width).
         out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 180)
         reporter = _BarReporter(Console(stderr=True, soft_wrap=True))

@@ -59,6 +59,23 @@ def _parse_quality(text: str) -> float:
         raise InputError(f"-q/--quality: {e}") from None
 
 
+def _parse_target(quality, bitrate, bpp, target_psnr):
+    """A rate-control target (rate_control.Target) or None; at most one of -q, --bitrate, --bpp, --target-psnr."""
+    given = [name for name, v in (("-q", quality), ("--bitrate", bitrate), ("--bpp", bpp),
+                                  ("--target-psnr", target_psnr)) if v is not None]
+    if len(given) > 1:
+        raise InputError(f"give one of -q, --bitrate, --bpp and --target-psnr, not {' and '.join(given)}")
+    from vcodec.rate_control import Target, parse_bitrate
+
+    if bitrate is not None:
+        return Target("bitrate", parse_bitrate(bitrate))
+    if bpp is not None:
+        return Target("bpp", bpp)
+    if target_psnr is not None:
+        return Target("psnr", target_psnr)
+    return None
+
+
 def _parse_lambda_range(text: Optional[str]) -> Optional[tuple[float, float]]:
     if text is None:
         return None
@@ -116,8 +133,11 @@ def _root(
 def encode(
     input: Path = typer.Argument(..., help="Video (anything PyAV opens), .y4m, folder of PNG frames, one image, or - for y4m on stdin."),
     output: Path = typer.Argument(..., help="The .hfc stream to write."),
-    quality: str = typer.Option(str(Q.DEFAULT_QUALITY), "-q", "--quality",
-                                help="0 (fewest bits) .. 7 (best quality), fractions interpolate; or low, med, high (1, 4, 6)."),
+    quality: Optional[str] = typer.Option(None, "-q", "--quality",
+                                          help=f"0 (fewest bits) .. 7 (best quality), fractions interpolate; or low, med, high (1, 4, 6); default {Q.DEFAULT_QUALITY}."),
+    bitrate: Optional[str] = typer.Option(None, "-b", "--bitrate", help="Average bitrate of the file, e.g. 800k or 1.5M (a quality per GOP, instead of -q)."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Average bits per pixel of the file (a quality per GOP, instead of -q)."),
+    target_psnr: Optional[float] = typer.Option(None, "--target-psnr", help="PSNR-RGB (dB) each GOP should reach (a quality per GOP, instead of -q)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Encode at most this many frames."),
     start: int = typer.Option(0, "--start", help="Skip this many frames first."),
     gop: Optional[int] = typer.Option(None, "--gop", help="Frames from one I-frame to the next, the others P-frames (default 32; 1: all-intra; -1: only the first frame is an I-frame)."),
@@ -125,6 +145,7 @@ def encode(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
     inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one, when it belongs to --model)."),
+    fixed_gop: bool = typer.Option(False, "--fixed-gop", help="Frame types exactly as --gop says (by default a P-frame that would cost more than an I-frame is coded as one)."),
     preset: str = typer.Option("medium", "--preset", help="medium; slow or veryslow search each frame for a better latent (slower encoding, same decoder)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the input's audio out (it is kept, as coded, by default)."),
@@ -133,7 +154,8 @@ def encode(
     """Encode a video into a .hfc stream."""
     from vcodec import api
 
-    q = _parse_quality(quality)  # usage errors before any progress bar is drawn
+    target = _parse_target(quality, bitrate, bpp, target_psnr)  # usage errors before any progress bar is drawn
+    q = _parse_quality(quality if quality is not None else str(Q.DEFAULT_QUALITY))
     with _progress() as bar:
         state = {}
 
@@ -153,12 +175,15 @@ def encode(
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
         result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
-                            on_start, on_frame, inter_model, preset, not no_audio, _note)
+                            on_start, on_frame, inter_model, preset, not no_audio, _note, target, fixed_gop)
     structure = (f"{result.frames - result.p_frames} I + {result.p_frames} P" if result.p_frames else "all I-frames")
     line = (
         f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
         f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
     )
+    if result.qualities:
+        low, high = min(result.qualities), max(result.qualities)
+        line += f", q {low:g}" + (f"..{high:g}" if high != low else "")
     if result.audio:
         line += f", audio {', '.join(result.audio)} copied"
     if result.psnr is not None:
@@ -348,6 +373,7 @@ def train_stem(
     lr_final: float = typer.Option(1e-5, "--lr-final"),
     decay_from: float = typer.Option(0.8, "--decay-from"),
     pretrained_lr_scale: float = typer.Option(0.1, "--pretrained-lr-scale", help="LR factor of the parts that start as the intra model's (h_a, h_s, z prior)."),
+    distortion_weight: float = typer.Option(1.0, "--distortion-weight", help="Weight of the latent error's cost (lambda D through g_s's sensitivity) beside the rate; 0: the rate alone."),
     c: int = typer.Option(64, "--features", help="Width of each prior's features (new runs)."),
     hidden: int = typer.Option(192, "--hidden", help="Width of the fusion (new runs)."),
     device: str = typer.Option("auto", "--device"),
@@ -371,7 +397,7 @@ def train_stem(
         data=data, val=list(val), out=out_dir, resume=resume, intra=intra, cache=cache, variant=variant, c=c,
         hidden=hidden, steps=steps, minutes=minutes, batch_size=batch_size, crop=crop, frames=frames,
         max_stride=max_stride, lr=lr, lr_final=lr_final, decay_from=decay_from,
-        pretrained_lr_scale=pretrained_lr_scale, device=device, threads=threads,
+        pretrained_lr_scale=pretrained_lr_scale, distortion_weight=distortion_weight, device=device, threads=threads,
         seed=seed, val_every=val_every, save_every=save_every, log_every=log_every, experiments=experiments,
         name=name, half=half, clip_frames=clip_frames, motion_per_photo=motion_per_photo,
         motion_frames=motion_frames, motion_size=motion_size,

@@ -84,10 +84,11 @@ def choose_inter_model(bundle: ModelBundle, inter_model, gop: int | None, device
 
 
 class VideoEncoder:
-    """One frame in, one packet out, I or P as the GOP says; keeps the decoder's state (the decoded latent)."""
+    """One frame in, one packet out, I or P as the GOP says; keeps the decoder's state (the decoded latent). With
+    `adaptive`, a frame the GOP makes a P-frame is coded as an I-frame when that costs fewer bits."""
 
     def __init__(self, bundle: ModelBundle, device: torch.device, gop: int = 1, stem: StemBundle | None = None,
-                 preset: str = DEFAULT_PRESET):
+                 preset: str = DEFAULT_PRESET, adaptive: bool = True):
         if gop != 1 and stem is None:
             raise ValueError("a GOP longer than 1 needs a P-frame model")
         if preset not in PRESETS:
@@ -98,17 +99,21 @@ class VideoEncoder:
         self.search = (LatentSearch(self.intra.model, PRESETS[preset], self.inter.model if self.inter else None)
                        if PRESETS[preset].iterations else None)
         self.gop = gop
+        self.adaptive = adaptive
         self.index = 0
         self.y_hat: torch.Tensor | None = None  # the previous frame's decoded latent, as the decoder has it
         self.symbols = None  # the last frame's symbols (tests compare them with the decoder's)
 
-    def encode(self, rgb: np.ndarray, quality: float) -> C.Packet:
+    def encode(self, rgb: np.ndarray, quality: float, raw: torch.Tensor | None = None) -> C.Packet:
+        """The next frame's packet; `raw`: its g_a latent at gain 1, when rate control already computed it."""
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
         t0 = time.perf_counter()
         x = self.intra.picture(rgb)
-        y = self.intra.analysis(x, quality)
+        y = self.intra.analysis(x, quality, raw)
         intra = self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None
-        if self.search is not None:
+        if not intra and self.adaptive:
+            intra = self._intra_is_cheaper(y, quality)
+        if self.search is not None:  # refined for the frame type it will be coded as
             y_prev = None if intra else self.y_hat[None].to(y.device)
             y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
         self.timings.network += time.perf_counter() - t0
@@ -120,6 +125,22 @@ class VideoEncoder:
         self.timings.frames += 1
         self.index += 1
         return packet
+
+    @torch.no_grad()
+    def _intra_is_cheaper(self, y: torch.Tensor, quality: float) -> bool:
+        """Whether this frame costs fewer bits as an I-frame than as a P-frame, by the models' own estimates (within
+        about 1 % of real sizes, and cheap: both run at 1/16 resolution): where the previous frame predicts nothing
+        (a cut, a flash, motion the temporal prior cannot follow) an I-frame is the cheaper P-frame, and it
+        restarts the chain."""
+        return intra_is_cheaper(self.intra.model, self.inter.model, y, self.y_hat[None].to(y.device),
+                                self.intra.quality(quality))
+
+
+@torch.no_grad()
+def intra_is_cheaper(intra_model, stem_model, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor) -> bool:
+    """The adaptive frame-type decision (shared by the encoder and rate control's planning)."""
+    as_p = stem_model(y, y_prev, q)
+    return float(intra_model.coded_estimate(y)[0].sum()) < float((as_p["bits_y"] + as_p["bits_z"]).sum())
 
 
 class VideoDecoder:

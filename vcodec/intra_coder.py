@@ -74,14 +74,20 @@ class IntraCoder:
         return torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float().div_(255)
 
     @torch.no_grad()
-    def analysis(self, rgb: np.ndarray | torch.Tensor, quality: float) -> torch.Tensor:
-        """uint8 (H, W, 3) or picture() -> y = g_a(x) * gain[q], (1, M, ceil(H/16), ceil(W/16)) on the device."""
+    def raw_analysis(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (H, W, 3) or picture() -> g_a(x) at gain 1, (1, M, ceil(H/16), ceil(W/16)) on the device: every
+        quality's latent is this times its gains (rate control estimates several from one pass)."""
         x = self.picture(rgb) if isinstance(rgb, np.ndarray) else rgb
         h, w = x.shape[-2:]
         ph, pw = C.padded(h) - h, C.padded(w) - w
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return self.model.analysis(x, self.quality(quality))
+        return self.model.g_a(x)
+
+    def analysis(self, rgb: np.ndarray | torch.Tensor, quality: float, raw: torch.Tensor | None = None) -> torch.Tensor:
+        """y = g_a(x) * gain[q] (the same numbers as IntraModel.analysis), from `raw` when it is at hand."""
+        raw = self.raw_analysis(rgb) if raw is None else raw
+        return raw * self.model.gain(self.quality(quality)).to(raw.dtype)
 
     @torch.no_grad()
     def symbols_of(self, y: torch.Tensor) -> IntraSymbols:

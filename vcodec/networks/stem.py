@@ -224,7 +224,9 @@ class StemModel(nn.Module):
             sigma = torch.exp(lower_bound(log_sigma.float(), LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
             bits_y = bits(gaussian_likelihood(residual.float(), sigma))
         y_hat = (torch.round(y - mu) + mu).detach()
-        out = {"bits_y": bits_y, "bits_z": bits_z, "y_hat": y_hat}
+        # The quantization error y - y_hat as a function of mu (the rounding held): what a distortion term sees.
+        error = (y - mu) - torch.round(y - mu).detach()
+        out = {"bits_y": bits_y, "bits_z": bits_z, "y_hat": y_hat, "error": error}
         if quantize is not None:
             out["y_soft"] = residual + mu
         return out

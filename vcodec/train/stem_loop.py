@@ -26,7 +26,8 @@ from vcodec.networks.layers import HYPER_STRIDE
 from vcodec.networks.stem import StemConfig, StemModel
 from vcodec.train.checkpoint import load_checkpoint, read_state, save_checkpoint
 from vcodec.train.latents import SequenceSampler, build_caches
-from vcodec.train.loop import _Logger, learning_rate
+from vcodec.train.distortion import distortion_bits, synthesis_sensitivity
+from vcodec.train.loop import _Logger, lambdas_of, learning_rate
 from vcodec.train import processes
 from vcodec.train.processes import quiet
 
@@ -53,6 +54,8 @@ class StemOptions:
     # The parts that start as the intra model's (h_a, h_s, z prior) learn this much slower: Adam moves every weight
     # by about the learning rate per step, which at 3e-4 undoes the intra model's own decay.
     pretrained_lr_scale: float = 0.1
+    # The latent error's cost (lambda D, train/distortion.py) beside the rate, times this; 0: the rate alone.
+    distortion_weight: float = 1.0
     decay_from: float = 0.8
     device: str = "auto"
     threads: int | None = None
@@ -74,24 +77,38 @@ class StemOptions:
 
 
 class SequenceRate(nn.Module):
-    """Trainable STEM over a frozen intra model: the bits of each P-frame of a short GOP."""
+    """Trainable STEM over a frozen intra model: the bits of each P-frame of a short GOP, and what its latent error
+    costs (train/distortion.py; zero without a synthesis sensitivity)."""
 
-    def __init__(self, stem: StemModel, intra: IntraModel):
+    def __init__(self, stem: StemModel, intra: IntraModel, sensitivity: torch.Tensor | None = None):
         super().__init__()
         self.stem = stem
         self._intra = [intra]  # a list, not a submodule: frozen, and no business of DDP's
+        self.sensitivity = sensitivity
 
     def forward(self, latents: torch.Tensor, q: torch.Tensor):
-        """latents (B, T, M, h, w) at gain 1 -> (I-frame bits (B,), P-frame bits (B, T-1))."""
+        """latents (B, T, M, h, w) at gain 1 -> I-frame bits (B,), P-frame bits (B, T-1), and the distortion, in
+        bits' units, of the I-frame (B,) and of each P-frame (B, T-1)."""
         intra = self._intra[0]
         gain = intra.gain(q)
-        bits_i, y_hat = intra.coded_estimate(latents[:, 0] * gain)
-        per_frame = []
+        y0 = latents[:, 0] * gain
+        bits_i, y_hat = intra.coded_estimate(y0)
+        distort = self._distortion(q)
+        dist_i = distort(y0 - y_hat)
+        per_frame, dist_p = [], []
         for t in range(1, latents.shape[1]):
             out = self.stem(latents[:, t] * gain, y_hat, q)
             per_frame.append(out["bits_y"] + out["bits_z"])
+            dist_p.append(distort(out["error"]))
             y_hat = out["y_hat"]
-        return bits_i, torch.stack(per_frame, 1)
+        return bits_i, torch.stack(per_frame, 1), dist_i, torch.stack(dist_p, 1)
+
+    def _distortion(self, q: torch.Tensor):
+        if self.sensitivity is None:
+            return lambda e: torch.zeros(e.shape[0], device=e.device)
+        intra = self._intra[0]
+        inverse, lam = intra.inverse_gain(q), lambdas_of(q, intra.config.lambdas)
+        return lambda e: distortion_bits(e, self.sensitivity.to(e.device), inverse, lam)
 
 
 def check_options(opts: StemOptions) -> None:
@@ -101,6 +118,8 @@ def check_options(opts: StemOptions) -> None:
         raise InputError("--frames must be at least 2 (an I-frame and a P-frame)")
     if not 0 <= opts.pretrained_lr_scale <= 1:
         raise InputError("--pretrained-lr-scale must be in 0..1")
+    if not 0 <= opts.distortion_weight <= 100:
+        raise InputError("--distortion-weight must be in 0..100")
     if opts.batch_size < 1 or opts.max_stride < 1:
         raise InputError("--batch-size and --max-stride must be >= 1")
     for root in [*opts.data, *opts.val]:
@@ -193,7 +212,17 @@ def train_stem(opts: StemOptions, say=print) -> dict:
             sampler.generator.manual_seed(opts.seed + 7919 * int(state["step"]) + 1000 * (rank + 1))
         total = opts.steps or state.get("total_steps")
         log_say(f"resumed {opts.resume} at step {state['step']}")
-    rate = SequenceRate(model, intra)
+    sensitivity = None
+    if opts.distortion_weight:
+        if state.get("synthesis_sensitivity"):  # measured when the run started: resumes stay bit-identical
+            sensitivity = torch.tensor(state["synthesis_sensitivity"], dtype=torch.float32)
+        else:
+            probe = SequenceSampler(sequences, opts.crop, 2, 1, seed=opts.seed).sample(4)[:, 0]
+            sensitivity = synthesis_sensitivity(intra.cpu(), probe)
+            intra.to(device)
+            log_say(f"synthesis sensitivity per latent channel: median {float(sensitivity.median()):.3g}, "
+                    f"range {float(sensitivity.min()):.3g}..{float(sensitivity.max()):.3g}")
+    rate = SequenceRate(model, intra, sensitivity)
     train_model: nn.Module = rate
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -216,6 +245,7 @@ def train_stem(opts: StemOptions, say=print) -> dict:
         seconds[device.type] = seconds.get(device.type, 0.0) + (time.time() - start) * world
         meta = dict(
             step=step, total_steps=total, config=config.to_dict(), kind="stem", device=str(device),
+            synthesis_sensitivity=sensitivity.tolist() if sensitivity is not None else None,
             intra={"name": intra_name, "sha256": bundle.hash_hex}, data=[str(p) for p in opts.data],
             device_seconds=seconds, processes=world,
             recipe={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
@@ -227,7 +257,7 @@ def train_stem(opts: StemOptions, say=print) -> dict:
     step = int(state["step"])
     start = time.time()
     deadline = start + opts.minutes * 60 if opts.minutes else None
-    window = {"loss": 0.0, "bpp_p": 0.0, "n": 0, "t": time.time()}
+    window = {"loss": 0.0, "rate": 0.0, "dist": 0.0, "bpp_p": 0.0, "n": 0, "t": time.time()}
     result: dict = {}
     model.train()
     while True:
@@ -240,8 +270,10 @@ def train_stem(opts: StemOptions, say=print) -> dict:
             group["lr"] = lr * group["scale"]
         latents = sampler.sample(opts.batch_size).to(device)
         q = torch.rand(opts.batch_size, device=device) * (Q.LEVELS - 1)
-        bits_i, bits_p = train_model(latents, q)
-        loss = (bits_p.mean(1) / bits_i.clamp_min(1.0)).mean()
+        bits_i, bits_p, dist_i, dist_p = train_model(latents, q)
+        w = opts.distortion_weight
+        # The P-frames' rate-distortion cost over the I-frame's: every quality weighs the same, as in a BD-rate.
+        loss = ((bits_p + w * dist_p).mean(1) / (bits_i + w * dist_i).clamp_min(1.0)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if opts.clip_grad:
@@ -249,16 +281,19 @@ def train_stem(opts: StemOptions, say=print) -> dict:
         optimizer.step()
         step += 1
         window["loss"] += float(loss.detach())
+        window["rate"] += float((bits_p.detach().mean(1) / bits_i.clamp_min(1.0)).mean())
+        window["dist"] += float(dist_p.detach().mean() / dist_i.mean().clamp_min(1e-9))
         window["bpp_p"] += float(bits_p.detach().mean()) / (opts.crop * 16) ** 2
         window["n"] += 1
         if step % opts.log_every == 0:
             n, dt = window["n"], time.time() - window["t"]
-            row = {"p_over_i": window["loss"] / n, "bpp_p": window["bpp_p"] / n, "lr": lr, "steps_per_s": n / dt}
+            row = {"loss": window["loss"] / n, "p_over_i": window["rate"] / n, "dist_p_over_i": window["dist"] / n,
+                   "bpp_p": window["bpp_p"] / n, "lr": lr, "steps_per_s": n / dt}
             log.scalars(step, row)
-            log_say(f"step {step}: P/I {row['p_over_i']:.3f}  P bpp {row['bpp_p']:.4f}  lr {lr:.2e}  "
-                    f"{row['steps_per_s']:.2f} steps/s")
+            log_say(f"step {step}: RD cost P/I {row['loss']:.3f}  bits P/I {row['p_over_i']:.3f}  distortion P/I "
+                    f"{row['dist_p_over_i']:.3f}  P bpp {row['bpp_p']:.4f}  lr {lr:.2e}  {row['steps_per_s']:.2f} steps/s")
             result = row
-            window = {"loss": 0.0, "bpp_p": 0.0, "n": 0, "t": time.time()}
+            window = {"loss": 0.0, "rate": 0.0, "dist": 0.0, "bpp_p": 0.0, "n": 0, "t": time.time()}
         if rank == 0 and val_sequences and opts.val_every and step % opts.val_every == 0:
             result["val"] = validate(rate, val_sequences, opts.val_qualities, device, log, step, log_say)
             model.train()
@@ -273,21 +308,26 @@ def train_stem(opts: StemOptions, say=print) -> dict:
 @torch.no_grad()
 def evaluate(rate: SequenceRate, sequences: list[torch.Tensor], qualities, device) -> dict:
     """Per quality, over whole held-out sequences (rounded, as coded): P-frames' bits over what the same frames cost
-    as I-frames, and their bpp (of the latent's area: the picture padded to a multiple of 16)."""
+    as I-frames, their bpp (of the latent's area: the picture padded to a multiple of 16), and their estimated
+    distortion over the I-frames' (1.0 when the sequence rate has no synthesis sensitivity)."""
     rate.eval()
     intra = rate._intra[0]
     rows = {}
     for q in qualities:
-        p_bits = i_bits = pixels = 0.0
+        p_bits = i_bits = pixels = p_dist = i_dist = 0.0
         for seq in sequences:
             lat = seq.float().to(device)
             qq = torch.tensor([float(q)], device=device)
-            _, bits_p = rate(lat[None], qq)
-            all_i, _ = intra.coded_estimate(lat[1:] * intra.gain(qq))
+            _, bits_p, _, dist_p = rate(lat[None], qq)
+            y = lat[1:] * intra.gain(qq)
+            all_i, y_hat = intra.coded_estimate(y)
             p_bits += float(bits_p.sum())
             i_bits += float(all_i.sum())
+            p_dist += float(dist_p.sum())
+            i_dist += float(rate._distortion(qq)(y - y_hat).sum())
             pixels += (lat.shape[0] - 1) * lat.shape[-2] * lat.shape[-1] * 256
-        rows[q] = {"p_over_i": p_bits / i_bits, "bpp_p": p_bits / pixels, "bpp_i": i_bits / pixels}
+        rows[q] = {"p_over_i": p_bits / i_bits, "bpp_p": p_bits / pixels, "bpp_i": i_bits / pixels,
+                   "dist_p_over_i": p_dist / i_dist if i_dist else 1.0}
     return rows
 
 
@@ -296,5 +336,6 @@ def validate(rate, sequences, qualities, device, log, step, say) -> dict:
     for q, row in rows.items():
         log.scalars(step, {f"val/q{q:g}/{k}": v for k, v in row.items()})
     say("validation (held-out clips, estimated bits): " + "  ".join(
-        f"q{q:g} P/I {r['p_over_i']:.3f} ({r['bpp_p']:.4f} vs {r['bpp_i']:.4f} bpp)" for q, r in rows.items()))
+        f"q{q:g} P/I {r['p_over_i']:.3f} ({r['bpp_p']:.4f} vs {r['bpp_i']:.4f} bpp, distortion "
+        f"{r['dist_p_over_i']:.3f})" for q, r in rows.items()))
     return {f"q{q:g}": r for q, r in rows.items()}
