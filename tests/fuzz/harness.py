@@ -15,7 +15,9 @@ from vcodec import api
 from vcodec import container as C
 from vcodec.errors import DamagedStream, ModelError
 
-MAX_SECONDS = 20.0
+# CPU seconds of this process (all its threads) one hostile stream may cost: the work it makes the decoder do, not
+# the wall clock, which a busy machine stretches (a 2-core runner with other jobs measured 20.5 s for a normal case).
+MAX_CPU_SECONDS = 40.0
 
 
 class Crash(AssertionError):
@@ -36,7 +38,7 @@ def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None, su
         out.unlink(missing_ok=True)
     else:
         shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         result = api.decode(stream, out, device="cpu", overwrite=True)
         outcome = "ok"
@@ -49,9 +51,9 @@ def decode_bytes(data: bytes, workdir: Path, allowed: set[str] | None = None, su
         written = 0
     except Exception as e:  # noqa: BLE001 - this is the point: anything else is a crash
         raise Crash(f"{type(e).__name__}: {e}") from e
-    elapsed = time.perf_counter() - start
-    if elapsed > MAX_SECONDS:
-        raise Crash(f"decode took {elapsed:.1f} s")
+    elapsed = time.process_time() - start
+    if elapsed > MAX_CPU_SECONDS:
+        raise Crash(f"decode took {elapsed:.1f} CPU seconds")
     leftovers = [n for n in os.listdir(workdir) if n not in ("in.hfc", out.name)]
     if leftovers:
         raise Crash(f"temp files left behind: {leftovers}")
