@@ -81,6 +81,26 @@ def tiny_stream(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_timed_stream(tiny_stream, tmp_path_factory) -> Path:
+    """tiny_stream's two frames as a variable frame rate source would give them (pts 0 and 3600 in 1/90000 s, at an
+    average 25 fps) with display metadata (rotation 90, sample aspect ratio 4:3): every header flag but audio's."""
+    from fractions import Fraction
+
+    from vcodec import container as C
+
+    with C.StreamReader(tiny_stream) as r:
+        header, packets = r.header, list(r.packets())
+    header.frame_count = 0
+    header.time_base, header.display = Fraction(1, 90000), C.Display(90, False, Fraction(4, 3))
+    out = tmp_path_factory.mktemp("tiny-timed") / "tiny-timed.hfc"
+    with C.StreamWriter(out, header) as w:
+        for packet, pts in zip(packets, (0, 3600)):
+            packet.pts = pts
+            w.write(packet)
+    return out
+
+
+@pytest.fixture(scope="session")
 def pictures(tmp_path_factory) -> Path:
     """Eight 256x272 training pictures cut from the sample clip."""
     root = tmp_path_factory.mktemp("pictures")

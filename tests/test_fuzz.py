@@ -34,6 +34,23 @@ def test_mutated_streams_never_crash(tiny_stream, tmp_path, seed):
     OUTCOMES[f"{kind}:{outcome}"] = OUTCOMES.get(f"{kind}:{outcome}", 0) + 1
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mutated_timed_streams_never_crash(tiny_timed_stream, tmp_path, seed):
+    """The same for a stream with timestamps and display metadata, decoded to .mkv (which writes both)."""
+    clean = tiny_timed_stream.read_bytes()
+    data, kind = mutate(clean, random.Random(seed))
+    decode_bytes(data, tmp_path / "case", allowed_outcomes(kind), suffix=".mkv")
+
+
+def test_timed_streams_get_their_own_mutations(tiny_timed_stream):
+    clean = tiny_timed_stream.read_bytes()
+    kinds = {mutate(clean, random.Random(seed))[1] for seed in range(1500)}
+    assert {"packet.pts", "header.tb_num", "header.tb_den", "header.rotation", "header.mirror", "header.sar_num",
+            "header.sar_den"} <= kinds
+    assert decode_bytes(clean, tiny_timed_stream.parent / "clean", {"ok"}, suffix=".mkv") == "ok"
+
+
 def test_every_mutation_changes_the_stream(tiny_stream):
     clean = tiny_stream.read_bytes()
     kinds = set()

@@ -25,6 +25,7 @@ from vcodec import quality as Q
 from vcodec.errors import DamagedStream, InputError
 from vcodec.media import check_picture_size, check_sink_path, open_sink, open_source
 from vcodec.paths import check_output, named_path
+from vcodec.reader import frame_at  # noqa: F401 - part of the API: the frame --ss picks in a stream without timestamps
 
 if TYPE_CHECKING:  # torch is imported only when a command needs it
     from vcodec.rate_control import Target
@@ -45,6 +46,8 @@ class EncodeResult:
     p_frames: int = 0
     audio: list[str] = field(default_factory=list)  # the codecs of the audio streams kept (copied as they were)
     qualities: list[float] = field(default_factory=list)  # each GOP's quality, when rate control chose them
+    timed: bool = False  # the frames carry their own times: the source's frame rate varies
+    display: C.Display | None = None  # the source's rotation / sample aspect ratio, passed through
 
     @property
     def bpp(self) -> float:
@@ -140,12 +143,9 @@ def encode(
         coder = VideoEncoder(bundle, dev, header_gop, stem, preset, adaptive=not fixed_gop)
         checker = VideoDecoder(bundle, dev, stem) if psnr else None  # its own timings: the check is not encoding work
         header = stream_header(bundle, info.width, info.height, info.fps, info.colour, header_gop, stem)
+        header.display = info.display
         fps_out = header.fps
-        kept = source.audio
-        if kept is not None:  # the audio's clock: 0 when the first coded frame is shown, to the last one's end
-            kept.origin = source.first_time + Fraction(start) / info.fps
-            kept.trim_start = start > 0
-            kept.end = Fraction(frames) / info.fps if frames is not None else None
+        kept = source.audio  # its clock (0 when the first coded frame is shown) is the source's: timing.SourceClock
         expected = None
         if info.frame_count is not None:
             expected = max(0, info.frame_count - start)
@@ -162,6 +162,9 @@ def encode(
 
             def emit(rgb: np.ndarray, packet: C.Packet) -> int:
                 nonlocal total, n, p_frames
+                packet.pts = source.take_time()
+                if source.clock is not None and source.clock.timed and not header.timed:
+                    writer.carry_timestamps(source.clock.time_base)  # a frame out of place: all carry their times
                 nbytes = writer.write(packet)
                 p_frames += packet.frame_type == C.FRAME_P
                 score = None
@@ -196,15 +199,8 @@ def encode(
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
                         asdict(coder.timings), header.gop, header.inter_model, p_frames,
-                        [a.codec for a in kept.streams] if kept else [], chosen if target is not None else [])
-
-
-def frame_at(seconds: Fraction | float | str, fps: Fraction) -> int:
-    """The first frame shown at or after `seconds` (frame i is shown at i / fps), as ffmpeg's -ss picks it."""
-    t = Fraction(seconds) if not isinstance(seconds, float) else Fraction(seconds).limit_denominator(1_000_000)
-    if t < 0:
-        raise InputError("--ss must be >= 0")
-    return math.ceil(t * fps)
+                        [a.codec for a in kept.streams] if kept else [], chosen if target is not None else [],
+                        header.timed, header.display)
 
 
 def decode(
@@ -226,7 +222,7 @@ def decode(
 ) -> DecodeResult:
     """Decode a .hfc stream to a video, .y4m, PNG-frame folder or (`-`) y4m on stdout.
 
-    `start`/`frames` (or `start_seconds`, converted with the stream's frame rate) write only frames start ..
+    `start`/`frames` (or `start_seconds`: the first frame shown at or after it) write only frames start ..
     start + frames - 1: decoding starts at the I-frame at or before `start`, found through the index. `lossless`
     writes .mp4/.mov exactly (RGB H.264, qp 0) instead of playable 4:2:0 H.264. The stream's audio goes into the
     video files that hold audio (`audio` False leaves it out); `on_note` hears what happens to it.
@@ -257,7 +253,7 @@ def decode(
     with DecodedStream(input, device, model) as stream:
         h = stream.header
         if start_seconds is not None:
-            start = frame_at(start_seconds, h.fps)
+            start = stream.frame_at(start_seconds)
         partial = start > 0 or frames is not None
         if start and start >= len(stream):
             raise InputError(f"--start {start} is past the end: the stream has {len(stream)} frames")
@@ -267,24 +263,25 @@ def decode(
                       "start": start})
         sound = None
         if audio and h.has_audio:
-            if takes_audio(output):
-                sound = AudioFeed(stream.reader, Fraction(start) / h.fps,
-                                  Fraction(start + wanted) / h.fps if partial else None)
+            if takes_audio(output):  # the span's audio, on a clock that starts when frame `start` is shown
+                sound = AudioFeed(stream.reader, stream.time_of(start) if start else Fraction(0),
+                                  stream.time_of(start + wanted) if partial else None)
             else:
                 kind = "y4m holds" if to_stdout or output.suffix.lower() == ".y4m" else "PNG frames hold"
                 note(f"the stream's audio is not written: {kind} video only")
         sink = None
-        n = 0
+        n = zero = 0
         damage = None
         try:
             try:
-                for rgb in stream.frames(start, frames) if partial else stream.frames():
+                for pts, rgb in stream.frames_with_pts(start, frames) if partial else stream.frames_with_pts():
                     if sink is None:
                         sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf, lossless,
-                                         sound.streams if sound else None, note)
-                    if sound:
-                        sound.write_until(sink, Fraction(n + 1) / h.fps)  # the audio up to this frame's end first
-                    sink.write(rgb)
+                                         sound.streams if sound else None, note, h.time_base, h.display)
+                        zero = pts  # the output's clock starts when its first frame is shown
+                    if sound:  # the audio up to this frame's end first (a frame of a timed stream: an average one)
+                        sound.write_until(sink, (pts - zero) * stream.time_base + 1 / h.fps)
+                    sink.write(rgb, pts - zero)
                     n += 1
                     if on_frame:
                         on_frame(n)
@@ -329,15 +326,21 @@ def probe(input: str | os.PathLike) -> dict:
         pixels = h.width * h.height
         rows = []
         damage = None
+        tick = h.time_base if h.timed else 1 / h.fps  # frame i is shown at its pts x tick (its index without pts)
         try:
             for p in reader.packets():
+                pts = p.index if p.pts is None else p.pts
                 rows.append({
                     "index": p.index, "type": C.FRAME_TYPES[p.frame_type], "quality": p.quality,
                     "latent_shape": list(p.latent_shape), "hyper_shape": list(p.hyper_shape),
                     "substream_bytes": [len(s) for s in p.substreams], "bytes": p.nbytes, "bpp": p.nbytes * 8 / pixels,
+                    "pts": pts, "time_s": float(pts * tick),
                 })
         except DamagedStream as e:
             damage = {"frame": e.frame, "message": str(e)}
+        # A timed stream lasts to its last frame's time and one average frame more (what decode gives that frame).
+        seconds = rows[-1]["pts"] * tick + 1 / h.fps if h.timed and rows else h.frame_count / h.fps
+        d = h.display
         audio, audio_bytes, audio_damage = _audio_rows(reader)
         if damage is None and audio_damage is not None:
             damage = {"frame": None, "message": str(audio_damage)}
@@ -356,15 +359,19 @@ def probe(input: str | os.PathLike) -> dict:
             "padded_height": h.padded_height,
             "fps": f"{h.fps.numerator}/{h.fps.denominator}",
             "fps_float": float(h.fps),
+            "variable_frame_rate": h.timed,  # then fps is the average, and each frame has its own pts
+            "time_base": f"{tick.numerator}/{tick.denominator}",  # of the frames' pts
+            "display": None if d is None else {"rotation": d.rotation, "mirror": d.mirror,
+                                               "sample_aspect_ratio": f"{d.aspect.numerator}:{d.aspect.denominator}"},
             "colour": {"matrix": h.colour.matrix, "full_range": h.colour.full_range, "primaries": h.colour.primaries,
                        "transfer": h.colour.transfer, "bit_depth": h.colour.bit_depth},
             "gop": h.gop,
             "frame_count": h.frame_count,
-            "duration_s": h.frame_count / float(h.fps),
+            "duration_s": float(seconds),
             "header_bytes": reader.header_size,
             "index_bytes": reader.index_bytes,  # as parsed; None when the stream is damaged
             "bpp": reader.size * 8 / (pixels * max(1, h.frame_count)),
-            "bitrate_kbps": reader.size * 8 / 1000 / max(1e-9, h.frame_count / float(h.fps)),
+            "bitrate_kbps": reader.size * 8 / 1000 / max(1e-9, float(seconds)),
             "frames": rows,
             "audio": audio,
             "audio_bytes": audio_bytes,

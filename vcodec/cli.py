@@ -141,7 +141,7 @@ def encode(
     frames: Optional[int] = typer.Option(None, "--frames", help="Encode at most this many frames."),
     start: int = typer.Option(0, "--start", help="Skip this many frames first."),
     gop: Optional[int] = typer.Option(None, "--gop", help="Frames from one I-frame to the next, the others P-frames (default 32; 1: all-intra; -1: only the first frame is an I-frame)."),
-    fps: Optional[str] = typer.Option(None, "--fps", help="Frame rate of a PNG folder or image input (default 25), e.g. 30000/1001."),
+    fps: Optional[str] = typer.Option(None, "--fps", help="Frame rate of a PNG folder or image input (default 25), e.g. 30000/1001; a video is retimed to it (its frames' own times are dropped)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
     inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one, when it belongs to --model)."),
@@ -177,13 +177,18 @@ def encode(
         result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
                             on_start, on_frame, inter_model, preset, not no_audio, _note, target, fixed_gop)
     structure = (f"{result.frames - result.p_frames} I + {result.p_frames} P" if result.p_frames else "all I-frames")
+    rate = f"{float(result.fps):.3f} fps" + (" (variable: each frame keeps its time)" if result.timed else "")
     line = (
-        f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {float(result.fps):.3f} fps -> {output}: "
+        f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {rate} -> {output}: "
         f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
     )
     if result.qualities:
         low, high = min(result.qualities), max(result.qualities)
         line += f", q {low:g}" + (f"..{high:g}" if high != low else "")
+    if result.display is not None:
+        from vcodec.display import describe
+
+        line += f", {describe(result.display)}"
     if result.audio:
         line += f", audio {', '.join(result.audio)} copied"
     if result.psnr is not None:
@@ -283,12 +288,15 @@ def info(
                       + (f", P-frames {data['inter_model']} (sha256 {data['inter_weights_sha256'][:16]}...)"
                          if data["inter_model"] else "")),
             ("size", f"{data['width']}x{data['height']} (coded {data['padded_width']}x{data['padded_height']})"),
-            ("frame rate", f"{data['fps']} ({data['fps_float']:.3f} fps)"),
+            ("frame rate", f"variable frame rate, {data['fps']} on average ({data['fps_float']:.3f} fps), each frame's "
+                           f"time in units of {data['time_base']} s" if data["variable_frame_rate"] else
+                           f"{data['fps']} ({data['fps_float']:.3f} fps)"),
             ("frames", f"{data['frame_count']} ({data['duration_s']:.2f} s), "
                        f"{sum(f['type'] == 'I' for f in data['frames'])} I + {sum(f['type'] == 'P' for f in data['frames'])} P, "
                        f"GOP {data['gop'] if data['gop'] else 'only the first frame'}"),
             ("quality", ", ".join(f"{q:g}" for q in qualities) or "-"),
             ("colour", f"matrix {_matrix_name(data['colour']['matrix'])}, {'full' if data['colour']['full_range'] else 'limited'} range, {data['colour']['bit_depth']}-bit"),
+        ] + ([("display", _display_text(data["display"]))] if data["display"] else []) + [
             ("rate", f"{data['bpp']:.4f} bpp, {data['bitrate_kbps']:.1f} kbit/s"),
             ("layout", f"header {data['header_bytes']} B + packets {sum(f['bytes'] for f in data['frames'])} B"
                        + (f" + audio {data['audio_bytes']} B" if data["audio"] else "") + f" + index {data['index_bytes']} B"),
@@ -297,10 +305,11 @@ def info(
              for a in data["audio"]]:
             head.add_row(f"[bold]{key}", value)
         out.print(head)
-        frames = Table("frame", "type", "q", "latent", "hyper", "bytes", "bpp", box=None)
+        frames = Table("frame", "time", "type", "q", "latent", "hyper", "bytes", "bpp", box=None)
         for f in data["frames"]:
-            frames.add_row(str(f["index"]), f["type"], f"{f['quality']:g}", "x".join(map(str, f["latent_shape"])),
-                           "x".join(map(str, f["hyper_shape"])), str(f["bytes"]), f"{f['bpp']:.4f}")
+            frames.add_row(str(f["index"]), f"{f['time_s']:.4f}", f["type"], f"{f['quality']:g}",
+                           "x".join(map(str, f["latent_shape"])), "x".join(map(str, f["hyper_shape"])), str(f["bytes"]),
+                           f"{f['bpp']:.4f}")
         out.print(frames)
     if data["damage"]:
         _fail(data["damage"]["message"], EXIT_DAMAGED)
@@ -428,6 +437,16 @@ def train_export(
 
 # H.273 matrix_coefficients codes the container records (docs/FORMAT.md).
 _MATRICES = {0: "RGB", 1: "BT.709", 2: "unspecified", 5: "BT.601, BT.470BG", 6: "BT.601, SMPTE 170M", 9: "BT.2020 NCL"}
+
+
+def _display_text(display: dict) -> str:
+    """As `vcodec info` shows display metadata (rotation counter-clockwise): only what is not the default."""
+    from vcodec.container import Display
+    from vcodec.display import describe
+
+    num, den = display["sample_aspect_ratio"].split(":")
+    text = describe(Display(display["rotation"], display["mirror"], Fraction(int(num), int(den))))
+    return f"{text} (for players to apply: the pixels are coded as the source stores them)"
 
 
 def _matrix_name(code: int) -> str:

@@ -36,7 +36,11 @@ INDEX_MARK = b"HFIX"
 TRAILER_MARK = b"HFIE"
 AUDIO_SECTION_MARK = b"HFAS"
 AUDIO_PACKET_MARK = b"HFAU"
-FLAG_AUDIO = 0x0001  # v2 header flag: an audio section follows the video packets (its offset ends the header)
+# v2 header flags; each adds its fields to the end of the header, in the order of the bits.
+FLAG_AUDIO = 0x0001  # an audio section follows the video packets (its offset)
+FLAG_TIMESTAMPS = 0x0002  # every packet carries its presentation time (a time base): a variable frame rate
+FLAG_DISPLAY = 0x0004  # display metadata that is not the default (rotation, mirroring, sample aspect ratio)
+KNOWN_FLAGS = FLAG_AUDIO | FLAG_TIMESTAMPS | FLAG_DISPLAY
 
 FRAME_I, FRAME_P = 0, 1
 FRAME_TYPES = {FRAME_I: "I", FRAME_P: "P"}
@@ -61,6 +65,8 @@ MAX_CODEC_PARAMETERS = 64 * 1024
 MAX_AUDIO_PAYLOAD = 1024 * 1024
 MAX_AUDIO_PACKETS = 100_000_000
 MAX_TIMESTAMP = 2**62
+MAX_TIME_BASE_TERM = 2**31 - 1  # a time base's numerator and denominator: what FFmpeg's AVRational holds
+MAX_ASPECT_TERM = 65535  # a sample aspect ratio's terms: what H.264 / HEVC VUI holds
 
 # The file header body is PRE, the model name (PRE's last field bytes of UTF-8), then POST.
 _HEADER_PRE = struct.Struct("<HHB")
@@ -69,6 +75,10 @@ _PACKET_FIXED = struct.Struct("<4sIBBHHHHHHB")
 _TRAILER = struct.Struct("<Q4s")
 _INDEX_ENTRY = struct.Struct("<QIB")
 _AUDIO_OFFSET = struct.Struct("<Q")
+_TIME_BASE = struct.Struct("<II")
+_DISPLAY = struct.Struct("<HBII")  # rotation, mirror, sample aspect ratio
+_PTS = struct.Struct("<q")
+_MODEL_COUNT = struct.Struct("<B")
 _AUDIO_SECTION_HEAD = struct.Struct("<4sIB")
 _AUDIO_STREAM_FIELDS = struct.Struct("<IBIIII")  # after the codec name: rate, channels, time base, packets, params
 _AUDIO_PACKET = struct.Struct("<4sBBqqIIII")
@@ -90,6 +100,20 @@ class Colour:
     primaries: int = 2  # 2 = unspecified
     transfer: int = 2
     bit_depth: int = 8
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a player is to show the pictures, passed through from the source and never applied to the pixels (as
+    `ffmpeg -c copy` keeps it): a rotation, a left-right mirror after it, and the shape of a sample."""
+
+    rotation: int = 0  # degrees counter-clockwise, 0..359 (FFmpeg's display matrix, as VideoFrame.rotation reads it)
+    mirror: bool = False  # flipped left to right after the rotation
+    aspect: Fraction = Fraction(1)  # sample (pixel) aspect ratio, width : height
+
+    @property
+    def is_default(self) -> bool:
+        return self.rotation == 0 and not self.mirror and self.aspect == 1
 
 
 def _name_bytes(name: str) -> bytes:
@@ -127,14 +151,21 @@ class Header:
     inter_hash: bytes | None = None
     has_audio: bool = False  # v2: an audio section follows the video packets
     audio_offset: int = 0  # where it starts (filled in when the stream is finished)
+    time_base: Fraction | None = None  # v2: packets carry their pts in this time base (a variable frame rate)
+    display: Display | None = None  # v2: display metadata, only when it is not the default
+
+    @property
+    def timed(self) -> bool:
+        return self.time_base is not None
 
     def pack(self) -> bytes:
         name = _name_bytes(self.model)
         if len(self.weights_hash) != HASH_BYTES:
             raise ValueError("weights hash must be 32 bytes")
-        if self.has_audio and self.version < 2:
-            raise ValueError("v1 streams hold no audio")
-        flags = FLAG_AUDIO if self.has_audio else 0
+        if (self.has_audio or self.timed or self.display is not None) and self.version < 2:
+            raise ValueError("v1 streams hold no audio, timestamps or display metadata")
+        flags = ((FLAG_AUDIO if self.has_audio else 0) | (FLAG_TIMESTAMPS if self.timed else 0)
+                 | (FLAG_DISPLAY if self.display is not None else 0))
         body = _HEADER_PRE.pack(self.version, flags, len(name)) + name + _HEADER_POST.pack(
             self.weights_hash, self.entropy_form, self.width, self.height, self.padded_width, self.padded_height,
             self.fps.numerator, self.fps.denominator, self.colour.matrix, int(self.colour.full_range),
@@ -152,12 +183,26 @@ class Header:
             raise ValueError("v1 streams name one model")
         if self.has_audio:
             body += _AUDIO_OFFSET.pack(self.audio_offset)
+        if self.timed:
+            tb = self.time_base
+            if not (0 < tb.numerator <= MAX_TIME_BASE_TERM and 0 < tb.denominator <= MAX_TIME_BASE_TERM):
+                raise ValueError(f"time base {tb} out of range")
+            body += _TIME_BASE.pack(tb.numerator, tb.denominator)
+        if self.display is not None:
+            d = self.display
+            if d.is_default or not _display_in_range(d.rotation, d.mirror, d.aspect.numerator, d.aspect.denominator):
+                raise ValueError(f"display metadata {d} is the default or out of range")
+            body += _DISPLAY.pack(d.rotation, int(d.mirror), d.aspect.numerator, d.aspect.denominator)
         blob = MAGIC + struct.pack("<I", len(MAGIC) + 4 + len(body) + 4) + body
         return blob + struct.pack("<I", zlib.crc32(blob))
 
     @property
     def size(self) -> int:
         return len(self.pack())
+
+
+def _display_in_range(rotation: int, mirror: int, num: int, den: int) -> bool:
+    return 0 <= rotation < 360 and mirror in (0, 1) and 0 < num <= MAX_ASPECT_TERM and 0 < den <= MAX_ASPECT_TERM
 
 
 @dataclass
@@ -171,18 +216,23 @@ class Packet:
     hyper_shape: tuple[int, int, int]
     substreams: list[bytes]
     nbytes: int = 0  # size in the file, packet header included (set when read)
+    pts: int | None = None  # presentation time in the header's time base (read and written only in timed streams)
 
-    def pack(self) -> bytes:
+    def pack(self, timed: bool = False) -> bytes:
         q = round(self.quality * QUALITY_STEPS)
         if not 0 <= q <= 255:
             raise ValueError("quality out of range")
         if not 0 < len(self.substreams) <= MAX_SUBSTREAMS:
             raise ValueError("bad substream count")
+        if timed and (self.pts is None or not 0 <= self.pts <= MAX_TIMESTAMP):
+            raise ValueError("a timed stream's packet needs a pts in 0..2^62")
         head = _PACKET_FIXED.pack(
             PACKET_MARK, self.index, self.frame_type, q, *self.latent_shape, *self.hyper_shape, len(self.substreams)
         )
         payload = b"".join(self.substreams)
         head += struct.pack(f"<{len(self.substreams)}I", *(len(s) for s in self.substreams))
+        if timed:
+            head += _PTS.pack(self.pts)
         head += struct.pack("<I", zlib.crc32(payload))
         head += struct.pack("<I", zlib.crc32(head))
         return head + payload
@@ -193,6 +243,7 @@ class IndexEntry:
     offset: int
     size: int
     frame_type: int
+    pts: int | None = None  # not in the index itself: its packet's, when it carries one (or the writer may add it)
 
 
 class DamagedAudio(DamagedStream):
@@ -285,12 +336,50 @@ class StreamWriter:
             raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def write(self, packet: Packet) -> int:
+        """Append one packet. Its pts, when it has one, is written only once the stream carries timestamps
+        (carry_timestamps()); until then it is kept, so that the packets before that moment can carry theirs too."""
         if packet.index != len(self.index):
             raise ValueError("packets must be written in frame order")
-        blob = packet.pack()
-        self.index.append(IndexEntry(self.file.tell(), len(blob), packet.frame_type))
+        last = self.index[-1].pts if self.index else None
+        if packet.pts is not None and (packet.pts <= last if last is not None else packet.pts != 0):
+            raise ValueError("timestamps must start at 0 and increase")
+        if (packet.pts is None) != (last is None) and self.index:
+            raise ValueError("either every packet has a pts or none has")
+        blob = packet.pack(self.header.timed)
+        self.index.append(IndexEntry(self.file.tell(), len(blob), packet.frame_type, packet.pts))
         self._guarded(self.file.write, blob)
         return len(blob)
+
+    def carry_timestamps(self, time_base: Fraction) -> None:
+        """Make this a stream whose packets carry their pts (in `time_base`), from frame 0 on: the header gains the
+        time base, and the packets written so far are written again with theirs. Done once, when the encoder finds
+        the frames are not evenly spaced; a stream whose frames all are never pays for it."""
+        if self.header.timed:
+            return
+        if any(e.pts is None for e in self.index):
+            raise ValueError("the packets written so far have no pts")
+        self.header.time_base = Fraction(time_base)
+        self.header.pack()  # the time base is checked before anything is rewritten
+        self._guarded(self._rewrite_timed)
+
+    def _rewrite_timed(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or ".")
+        new = os.fdopen(fd, "w+b")
+        try:
+            new.write(self.header.pack())
+            for e in self.index:
+                self.file.seek(e.offset)
+                blob = _with_pts(self.file.read(e.size), e.pts)
+                e.offset, e.size = new.tell(), len(blob)
+                new.write(blob)
+        except BaseException:
+            new.close()
+            os.unlink(tmp)
+            raise
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+        self.file, self.tmp = new, Path(tmp)
+        self.header_size = self.header.size
 
     def write_audio(self, packet: AudioPacket) -> None:
         """Keep one audio packet (of stream packet.stream, in the order the source gave them)."""
@@ -351,6 +440,13 @@ class StreamWriter:
             self.abort()
 
 
+def _with_pts(blob: bytes, pts: int) -> bytes:
+    """A packet as written without a pts, written again with one (its header checksum recomputed)."""
+    at = _PACKET_FIXED.size + 4 * blob[_PACKET_FIXED.size - 1]  # the pts goes after the substream lengths
+    head = blob[:at] + _PTS.pack(pts) + blob[at : at + 4]
+    return head + struct.pack("<I", zlib.crc32(head)) + blob[at + 8 :]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -369,7 +465,8 @@ def read_header(f: BinaryIO) -> Header:
         raise DamagedStream("not an .hfc stream (bad magic)")
     (size,) = struct.unpack("<I", magic[len(MAGIC) :])
     minimum = len(MAGIC) + 4 + _HEADER_PRE.size + 1 + _HEADER_POST.size + 4
-    extra_most = 1 + MAX_EXTRA_MODELS * (1 + MAX_MODEL_NAME + HASH_BYTES) + _AUDIO_OFFSET.size  # v2, at most
+    extra_most = (1 + MAX_EXTRA_MODELS * (1 + MAX_MODEL_NAME + HASH_BYTES) + _AUDIO_OFFSET.size + _TIME_BASE.size
+                  + _DISPLAY.size)  # v2, at most
     if not minimum <= size <= minimum - 1 + MAX_MODEL_NAME + extra_most:
         raise DamagedStream("damaged header (impossible header size)")
     rest = _read_exact(f, size - len(magic))
@@ -383,40 +480,60 @@ def read_header(f: BinaryIO) -> Header:
     if version not in READABLE_VERSIONS:
         raise DamagedStream(f"unsupported .hfc format version {version} (this vcodec reads versions "
                             f"{', '.join(map(str, READABLE_VERSIONS))})")
-    if flags & ~FLAG_AUDIO or (flags and version < 2):
+    if flags & ~KNOWN_FLAGS or (flags and version < 2):
         raise DamagedStream(f"unsupported header flags {flags:#06x} (a newer vcodec wrote this stream?)")
     fixed = _HEADER_PRE.size + name_len + _HEADER_POST.size
     if len(body) < fixed or (version == 1 and len(body) != fixed):
         raise DamagedStream("damaged header (name length disagrees with header size)")
     name = _decode_name(body[_HEADER_PRE.size : _HEADER_PRE.size + name_len])
-    inter_model = inter_hash = None
-    has_audio, audio_offset = bool(flags & FLAG_AUDIO), 0
-    if has_audio:
-        if len(body) < fixed + 1 + _AUDIO_OFFSET.size:
-            raise DamagedStream("damaged header (no room for the audio section's offset)")
-        (audio_offset,) = _AUDIO_OFFSET.unpack_from(body, len(body) - _AUDIO_OFFSET.size)
-        body = body[: -_AUDIO_OFFSET.size]
+    inter_model = inter_hash = time_base = display = None
+    audio_offset = 0
+    extra, at = body[fixed:], 0  # v2: the model list, then the fields of the flags set, in the order of the bits
+
+    def take(fields: struct.Struct, what: str) -> tuple:
+        nonlocal at
+        if len(extra) < at + fields.size:
+            raise DamagedStream(f"damaged header (no room for {what})")
+        at += fields.size
+        return fields.unpack_from(extra, at - fields.size)
+
+    if version >= 2:
+        (count,) = take(_MODEL_COUNT, "the model count")
+        if count > MAX_EXTRA_MODELS:
+            raise DamagedStream("damaged header (bad model count)")
+        if count == 1:
+            n = extra[at] if len(extra) > at else 0
+            if not 0 < n <= MAX_MODEL_NAME or len(extra) < at + 1 + n + HASH_BYTES:
+                raise DamagedStream("damaged header (model list disagrees with header size)")
+            inter_model = _decode_name(extra[at + 1 : at + 1 + n])
+            inter_hash = bytes(extra[at + 1 + n : at + 1 + n + HASH_BYTES])
+            at += 1 + n + HASH_BYTES
+    if flags & FLAG_AUDIO:
+        (audio_offset,) = take(_AUDIO_OFFSET, "the audio section's offset")
         if audio_offset < size:
             raise DamagedStream("bad header: the audio section would start inside the header")
-    if version >= 2:
-        extra = body[fixed:]
-        if not extra or extra[0] > MAX_EXTRA_MODELS:
-            raise DamagedStream("damaged header (bad model count)")
-        if extra[0] == 0 and len(extra) != 1:
-            raise DamagedStream("damaged header (model list disagrees with header size)")
-        if extra[0] == 1:
-            n = extra[1] if len(extra) > 1 else 0
-            if not 0 < n <= MAX_MODEL_NAME or len(extra) != 2 + n + HASH_BYTES:
-                raise DamagedStream("damaged header (model list disagrees with header size)")
-            inter_model = _decode_name(extra[2 : 2 + n])
-            inter_hash = bytes(extra[2 + n :])
+    if flags & FLAG_TIMESTAMPS:
+        num, den = take(_TIME_BASE, "the time base")
+        if not (0 < num <= MAX_TIME_BASE_TERM and 0 < den <= MAX_TIME_BASE_TERM):
+            raise DamagedStream(f"bad header: time base {num}/{den} out of range")
+        time_base = Fraction(num, den)
+    if flags & FLAG_DISPLAY:
+        rotation, mirror, num, den = take(_DISPLAY, "the display metadata")
+        if not _display_in_range(rotation, mirror, num, den):
+            raise DamagedStream("bad header: display metadata out of range")
+        display = Display(rotation, bool(mirror), Fraction(num, den))
+        if display.is_default:
+            raise DamagedStream("bad header: display metadata flagged, but it holds the defaults")
+    if at != len(extra):
+        raise DamagedStream("damaged header (its fields disagree with its size)")
     fields = _HEADER_POST.unpack_from(body, _HEADER_PRE.size + name_len)
     (weights_hash, form, w, h, pw, ph, fn, fd, matrix, full, prim, trc, depth, gop, count) = fields
     header = Header(
         model=name, weights_hash=weights_hash, width=w, height=h, padded_width=pw, padded_height=ph,
         fps=Fraction(fn, fd) if fd else Fraction(0), entropy_form=form,
         colour=Colour(matrix, bool(full), prim, trc, depth), gop=gop, frame_count=count, version=version,
-        inter_model=inter_model, inter_hash=inter_hash, has_audio=has_audio, audio_offset=audio_offset,
+        inter_model=inter_model, inter_hash=inter_hash, has_audio=bool(flags & FLAG_AUDIO), audio_offset=audio_offset,
+        time_base=time_base, display=display,
     )
     if full > 1:
         raise DamagedStream("bad header: range flag is neither 0 nor 1")
@@ -452,8 +569,18 @@ def _validate_header(h: Header) -> None:
         raise DamagedStream(f"bad header: bit depth {h.colour.bit_depth} (v1 streams are 8-bit)")
 
 
-def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | None:
-    """The next packet, or None at a clean end of packets (the index follows). Damage raises DamagedStream."""
+def _pts_fault(pts: int, index: int, after: int | None) -> str | None:
+    """What is wrong with frame `index`'s pts, given the pts of the frame before it (None: nothing, frame 0)."""
+    if index == 0:
+        return None if pts == 0 else f"frame 0's timestamp is {pts}, not 0"
+    if after is None or not after < pts <= MAX_TIMESTAMP:
+        return f"timestamp {pts} does not follow the frame before it ({after})"
+    return None
+
+
+def read_packet(f: BinaryIO, header: Header, expected_index: int, after: int | None = None) -> Packet | None:
+    """The next packet, or None at a clean end of packets (the index follows). Damage raises DamagedStream. In a
+    timed stream `after` is the pts of the frame before (for frame 0: none); a packet's pts must follow it."""
     start = f.tell()
     head = _read_exact(f, _PACKET_FIXED.size)
     if head is None or head[:4] == INDEX_MARK or (header.has_audio and head[:4] == AUDIO_SECTION_MARK):
@@ -464,15 +591,20 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | No
     _, index, ftype, q, lc, lh, lw, hc, hh, hw, n_sub = _PACKET_FIXED.unpack(head)
     if not 0 < n_sub <= MAX_SUBSTREAMS:
         raise DamagedStream(f"frame {expected_index}: damaged packet header (substream count {n_sub})", expected_index)
-    tail = _read_exact(f, 4 * n_sub + 8)
+    timed = _PTS.size if header.timed else 0
+    tail = _read_exact(f, 4 * n_sub + timed + 8)
     if tail is None:
         raise DamagedStream(f"frame {expected_index}: truncated packet header", expected_index)
     lengths = struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub])
-    payload_crc, head_crc = struct.unpack("<II", tail[4 * n_sub :])
+    pts = _PTS.unpack_from(tail, 4 * n_sub)[0] if timed else None
+    payload_crc, head_crc = struct.unpack("<II", tail[-8:])
     if zlib.crc32(head + tail[:-4]) != head_crc:
         raise DamagedStream(f"frame {expected_index}: damaged packet header (checksum mismatch)", expected_index)
     if index != expected_index:
         raise DamagedStream(f"frame {expected_index}: packet for frame {index} found instead", expected_index)
+    fault = _pts_fault(pts, index, after) if timed else None
+    if fault:
+        raise DamagedStream(f"frame {index}: damaged packet header ({fault})", index)
     if ftype not in FRAME_TYPES:
         raise DamagedStream(f"frame {index}: unknown frame type {ftype}", index)
     if ftype == FRAME_P and header.inter_model is None:
@@ -493,7 +625,7 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int) -> Packet | No
     for n in lengths:
         subs.append(payload[at : at + n])
         at += n
-    return Packet(index, ftype, q / QUALITY_STEPS, (lc, lh, lw), (hc, hh, hw), subs, f.tell() - start)
+    return Packet(index, ftype, q / QUALITY_STEPS, (lc, lh, lw), (hc, hh, hw), subs, f.tell() - start, pts)
 
 
 def index_size(frames: int) -> int:
@@ -543,17 +675,20 @@ def _index_entries(f: BinaryIO, offset: int, count: int) -> Iterator[IndexEntry]
             yield IndexEntry(*_INDEX_ENTRY.unpack_from(body, k * _INDEX_ENTRY.size))
 
 
-def _packet_extent(f: BinaryIO, offset: int, end: int) -> tuple[int, int, int] | None:
-    """(frame index, frame type, size in bytes) from the checked packet header at `offset`, or None if there is none."""
+def _packet_extent(f: BinaryIO, offset: int, end: int, timed: bool) -> tuple[int, int, int, int | None] | None:
+    """(frame index, frame type, size in bytes, pts) from the checked packet header at `offset`, or None if there
+    is none."""
     f.seek(offset)
     head = _read_exact(f, _PACKET_FIXED.size) if offset + _PACKET_FIXED.size <= end else None
     if head is None or head[:4] != PACKET_MARK:
         return None
     _, index, ftype, *_, n_sub = _PACKET_FIXED.unpack(head)
-    tail = _read_exact(f, 4 * n_sub + 8) if 0 < n_sub <= MAX_SUBSTREAMS else None
+    extra = _PTS.size if timed else 0
+    tail = _read_exact(f, 4 * n_sub + extra + 8) if 0 < n_sub <= MAX_SUBSTREAMS else None
     if tail is None or zlib.crc32(head + tail[:-4]) != struct.unpack("<I", tail[-4:])[0]:
         return None
-    return index, ftype, len(head) + len(tail) + sum(struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub]))
+    pts = _PTS.unpack_from(tail, 4 * n_sub)[0] if timed else None
+    return index, ftype, len(head) + len(tail) + sum(struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub])), pts
 
 
 def video_end(header: Header, index_offset: int) -> int:
@@ -564,15 +699,18 @@ def video_end(header: Header, index_offset: int) -> int:
 def _check_entries(f: BinaryIO, header: Header, header_size: int, offset: int, count: int) -> Iterator[IndexEntry]:
     """Every entry against the packet header it points at: contiguous from the file header to the end of the video
     packets, each one's offset, size and frame type those of packet i. Raises DamagedStream naming the first entry
-    that disagrees (after yielding the ones before it: a caller keeps an entry only once the whole index passed)."""
+    that disagrees (after yielding the ones before it: a caller keeps an entry only once the whole index passed).
+    In a timed stream each entry also gets its packet's pts, which must follow the one before (else the packet is
+    damaged, and DamagedStream names its frame)."""
     at, end = header_size, video_end(header, offset)
+    last = None
     for i, e in enumerate(_index_entries(f, offset, count)):
         if e.offset != at:
             raise DamagedStream(f"damaged index (entry {i} says offset {e.offset}, packet {i} starts at {at})")
-        found = _packet_extent(f, at, end)
+        found = _packet_extent(f, at, end, header.timed)
         if found is None:
             raise DamagedStream(f"damaged index (entry {i} points at no valid packet)")
-        index, ftype, nbytes = found
+        index, ftype, nbytes, e.pts = found
         if index != i:
             raise DamagedStream(f"damaged index (entry {i} points at the packet of frame {index})")
         if e.frame_type not in FRAME_TYPES or e.frame_type != ftype:
@@ -580,6 +718,10 @@ def _check_entries(f: BinaryIO, header: Header, header_size: int, offset: int, c
                                 f"packet {i} is {_type_name(ftype)})")
         if e.size != nbytes:
             raise DamagedStream(f"damaged index (entry {i} says {e.size} bytes, packet {i} has {nbytes})")
+        fault = _pts_fault(e.pts, i, last) if header.timed else None
+        if fault:
+            raise DamagedStream(f"frame {i}: damaged packet header ({fault})", i)
+        last = e.pts
         yield e
         at += nbytes
     if at != end:
@@ -656,21 +798,25 @@ def read_audio_packet(f: BinaryIO, streams: list[AudioStream], number: int) -> A
 
 
 class SeekTable:
-    """The checked index in compact form (13 bytes a frame, as in the file): where each packet is, and which are
-    I-frames, for a reader that starts anywhere. Built only from an index that agreed with every packet header."""
+    """The checked index in compact form (13 bytes a frame, as in the file; 8 more with the pts of a timed stream,
+    from its packet headers): where each packet is, which are I-frames and when each is shown, for a reader that
+    starts anywhere. Built only from an index that agreed with every packet header."""
 
-    def __init__(self, entries: Iterator[IndexEntry]):
+    def __init__(self, entries: Iterator[IndexEntry], timed: bool = False):
         self.offsets, self.sizes, self.types = array("Q"), array("I"), bytearray()
+        self.pts = array("q") if timed else None  # a timed stream's presentation times, from the packet headers
         for e in entries:
             self.offsets.append(e.offset)
             self.sizes.append(e.size)
             self.types.append(e.frame_type)
+            if self.pts is not None:
+                self.pts.append(e.pts)
 
     def __len__(self) -> int:
         return len(self.types)
 
     def entry(self, i: int) -> IndexEntry:
-        return IndexEntry(self.offsets[i], self.sizes[i], self.types[i])
+        return IndexEntry(self.offsets[i], self.sizes[i], self.types[i], self.pts[i] if self.pts is not None else None)
 
     def intra_at_or_before(self, i: int) -> int:
         """The I-frame a decoder must start from to reach frame i (frame 0 is always one in a valid stream)."""
@@ -709,13 +855,14 @@ class StreamReader:
         if start:
             yield from self._packets_from(start)
             return
-        at, i = self.header_size, 0
+        at, i, last = self.header_size, 0, None
         read = hashlib.sha256()  # of the index entries these packets call for: checked against the index at the end
         while True:
             self.file.seek(at)  # the caller may have used the file in between (index(), say)
-            packet = read_packet(self.file, self.header, i)
+            packet = read_packet(self.file, self.header, i, last)
             if packet is None:
                 break
+            last = packet.pts
             read.update(_INDEX_ENTRY.pack(at, packet.nbytes, packet.frame_type))
             at += packet.nbytes
             yield packet
@@ -745,10 +892,10 @@ class StreamReader:
         for i in range(start, len(table)):
             entry = table.entry(i)
             self.file.seek(entry.offset)
-            packet = read_packet(self.file, self.header, i)
+            packet = read_packet(self.file, self.header, i, table.pts[i - 1] if table.pts is not None and i else None)
             if packet is None:  # the index was checked against this packet's header: the file changed since
                 raise DamagedStream(f"frame {i}: missing or damaged packet", i)
-            if (packet.nbytes, packet.frame_type) != (entry.size, entry.frame_type):
+            if (packet.nbytes, packet.frame_type, packet.pts) != (entry.size, entry.frame_type, entry.pts):
                 raise DamagedStream(f"frame {i}: damaged index (entry {i} disagrees with the packet)", i)
             yield packet
 
@@ -762,7 +909,8 @@ class StreamReader:
         missing or disagrees), kept in compact form for seeking; read once per reader."""
         if self._seek_table is None:
             offset, count, _ = _locate_index(self.file, self.size, self.header, self.header_size)
-            table = SeekTable(_check_entries(self.file, self.header, self.header_size, offset, count))
+            entries = _check_entries(self.file, self.header, self.header_size, offset, count)
+            table = SeekTable(entries, self.header.timed)
             self.index_bytes = index_size(count)
             self._seek_table = table
         return self._seek_table

@@ -26,7 +26,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from vcodec.container import MAX_SIDE, Colour, DamagedAudio
+from vcodec.container import MAX_SIDE, Colour, DamagedAudio, Display
 from vcodec.errors import InputError, OutputError
 from vcodec.paths import named_path, natural_key
 
@@ -63,19 +63,26 @@ class SourceInfo:
     frame_count: int | None  # None when the container does not say
     colour: Colour = field(default_factory=Colour)
     description: str = ""
+    display: Display | None = None  # rotation, mirroring, sample aspect ratio: None when they are the defaults
 
 
 class Source:
     """An opened input. Iterate `frames(start, count)` once; close() (or use as a context manager) afterwards.
 
     `audio` keeps the input's audio streams (vcodec/audio.py; None for pictures and y4m): take_audio() hands over the
-    packets demuxed so far, finish_audio() the rest of those the frames asked for need."""
+    packets demuxed so far, finish_audio() the rest of those the frames asked for need. `clock` (a
+    timing.SourceClock, for sources with timestamps) says when each coded frame is shown: take_time() hands over the
+    next frame's pts, one per frame coded, in `clock.time_base`."""
 
     info: SourceInfo
     audio = None  # an audio.AudioKeeper when the input has audio streams that are kept
+    clock = None
 
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         raise NotImplementedError
+
+    def take_time(self) -> int | None:
+        return self.clock.take() if self.clock is not None else None
 
     def take_audio(self) -> list:
         return []
@@ -199,8 +206,11 @@ class VideoSource(Source):
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.path = path
+        self.notes = notes or (lambda note: None)
         ctx = self.stream.codec_context
         rate = fps or self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FPS
+        # The frames' own times, unless --fps retimed them to a constant rate.
+        self.time_base = Fraction(self.stream.time_base) if fps is None and self.stream.time_base else None
         frames = self.stream.frames or None
         if not ctx.width or not ctx.height:
             self.container.close()
@@ -213,10 +223,10 @@ class VideoSource(Source):
         if audio and self.container.streams.audio:
             from vcodec.audio import AudioKeeper
 
-            self.audio = AudioKeeper(list(self.container.streams.audio), notes or (lambda note: None))
+            self.audio = AudioKeeper(list(self.container.streams.audio), self.notes)
             if not self.audio.streams:
                 self.audio = None
-        self._demuxed_audio: list[av.Packet] = []  # converted by take_audio (which knows the clock by then)
+        self._demuxed_audio: list[av.Packet] = []  # converted by take_audio once the clock says where they belong
         self._early_audio: list = []  # converted while frames before the span were skipped
         self._exhausted = False
         self._first: av.VideoFrame | None = None
@@ -232,9 +242,12 @@ class VideoSource(Source):
         else:
             self.first_time = Fraction(0)
         colour = _colour_of(self._first)
+        from vcodec.display import display_of
+
         self.info = SourceInfo(
             self._first.width, self._first.height, Fraction(rate), frames, colour,
             f"{ctx.name} {self._first.format.name} {self._first.width}x{self._first.height}",
+            display_of(self.stream, self._first, self.notes),
         )
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
@@ -250,16 +263,42 @@ class VideoSource(Source):
         self._exhausted = True
 
     def take_audio(self) -> list:
-        """The audio packets demuxed so far, on the kept streams' clock (those outside the span dropped)."""
+        """The audio packets demuxed so far, on the kept streams' clock (those outside the span dropped), as far as
+        the frames seen so far place them: the rest wait, in the order demuxed, for the frame that decides."""
+        clock, waiting = self.clock, self._demuxed_audio
         taken, self._early_audio = self._early_audio, []
-        if self._demuxed_audio:
-            taken += [p for p in map(self.audio.convert, self._demuxed_audio) if p is not None]
-            self._demuxed_audio.clear()
+        if self.audio is None or clock is None:
+            return taken
+        if clock.origin is None:  # before the span: what ends before the frame skipped last cannot reach into it
+            if clock.skipped_to is not None:
+                waiting[:] = [p for p in waiting if not self._ends_before(p, clock.skipped_to)]
+            return taken
+        self.audio.origin, self.audio.trim_start, self.audio.end = clock.origin, clock.start > 0, clock.end
+        done = 0
+        for packet in waiting:
+            if not clock.end_known:
+                starts = packet.pts if packet.pts is not None else packet.dts
+                if starts is not None and not clock.before_end(starts * Fraction(packet.time_base) - clock.origin):
+                    break  # it may be after the span's end: a later frame tells
+            done += 1
+            converted = self.audio.convert(packet)
+            if converted is not None:
+                taken.append(converted)
+        del waiting[:done]
         return taken
+
+    @staticmethod
+    def _ends_before(packet: av.Packet, seconds: Fraction) -> bool:
+        if packet.dts is None:
+            return True  # convert() keeps no such packet either
+        starts = packet.pts if packet.pts is not None else packet.dts
+        return (starts + max(0, packet.duration or 0)) * Fraction(packet.time_base) < seconds
 
     def finish_audio(self) -> list:
         """After the last frame: the audio still to come for the span coded. When the frames stopped before the end
         of the file, audio stored after the last frame's video packets is read too (up to the span's end)."""
+        if self.clock is not None:
+            self.clock.finish()
         taken = self.take_audio()
         if self.audio is None or self._exhausted or self.audio.end is None:
             return taken
@@ -282,16 +321,20 @@ class VideoSource(Source):
         return taken
 
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        from vcodec.timing import SourceClock
+
         def all_frames():
             if self._first is not None:
                 first, self._first = self._first, None
                 yield first
             yield from self._iter
 
+        self.clock = SourceClock(self.info.fps, self.time_base, self.first_time, start, count, self.notes)
         n = 0
         for i, frame in enumerate(all_frames()):
+            self.clock.see(frame.pts)
             if i < start:
-                self._early_audio = self.take_audio()  # converted now: what is before the span is dropped as it comes
+                self._early_audio = self.take_audio()  # what is before the span is dropped as it comes
                 continue
             if count is not None and n >= count:
                 break
@@ -382,6 +425,12 @@ _LOSSLESS_CODECS = {".mp4": "libx264rgb", ".mov": "libx264rgb", ".m4v": "libx264
                     ".webm": "libvpx-vp9", ".y4m": "rawvideo"}
 _PLAYABLE_SUFFIXES = {".mp4", ".mov", ".m4v"}
 AUDIO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}  # the outputs that get the stream's audio
+# The outputs that hold per-frame times and a display matrix. AVI holds a constant rate (FFmpeg fills a gap in the
+# times with empty frames, one per tick of the time base), y4m and PNG frames hold neither.
+TIMED_SUFFIXES = DISPLAY_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm"}
+# The encoders that carry a sample aspect ratio in their bitstream (H.264 and HEVC VUI). PyAV sets none on the
+# container (AVStream), so FFV1, VP9 and raw video tracks cannot be given one here.
+ASPECT_CODECS = {"libx264", "libx264rgb", "libx265"}
 _RGB_CODECS = {"libx264rgb": "rgb24", "ffv1": "bgr0"}
 VIDEO_SUFFIXES = set(_LOSSLESS_CODECS)
 # The playable default: H.264 High 4:2:0 at CRF 16, preset slow. Measured on the sample clip (q 4, against its source):
@@ -397,16 +446,18 @@ def is_frame_folder(path: Path) -> bool:
 
 class Sink:
     """Where decoded frames go. write() frames in order, then close() to publish, or abort() to leave nothing.
-    write_audio() muxes audio packets where the output holds audio (a video file); elsewhere it drops them."""
+    write_audio() muxes audio packets where the output holds audio (a video file); elsewhere it drops them.
+    `time_base` is set when the output holds the frames' own times: write() then takes each frame's pts in it."""
 
     frames_written = 0
     audio = None
     audio_damage = None  # an audio stream that could not be finished (the video was published all the same)
+    time_base: Fraction | None = None
 
     def write_audio(self, packet) -> None:
         pass
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -501,7 +552,7 @@ class FolderSink(Sink):
         self.codec = av.CodecContext.create("png", "w")
         self.frames_written = 0
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
         ctx = self.codec
         if not ctx.is_open:
             ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
@@ -536,8 +587,10 @@ class VideoSink(Sink):
 
     def __init__(self, path: Path, width: int, height: int, fps: Fraction, colour: Colour,
                  codec: str | None = None, crf: int | None = None, lossless: bool = False,
-                 pipe: BinaryIO | None = None, audio: list | None = None, notes=None):
+                 pipe: BinaryIO | None = None, audio: list | None = None, notes=None,
+                 time_base: Fraction | None = None, display: Display | None = None):
         suffix = ".y4m" if pipe is not None else path.suffix.lower()
+        notes = notes or (lambda note: None)
         self.path = path
         self.pipe = pipe
         self.colour = colour
@@ -565,12 +618,23 @@ class VideoSink(Sink):
             raise InputError(f"cannot write {suffix} with codec '{codec}': {e}") from None
         self.stream.width, self.stream.height = width, height
         self.stream.time_base = Fraction(1, 1) / fps
+        if time_base is not None:
+            if suffix in TIMED_SUFFIXES:
+                self.time_base = Fraction(time_base)
+                self.stream.time_base = self.stream.codec_context.time_base = self.time_base
+                # Each frame lasts until the next one; the last one, for the average frame's time.
+                self.frame_ticks = max(1, round(1 / (fps * self.time_base)))
+            else:
+                notes(f"the stream's frame times (a variable frame rate) are not written: {_kind(suffix, pipe)} holds a "
+                      f"constant rate, at which its frames follow one another ({float(fps):.3f} fps)")
+        if display is not None:
+            self._tag(display, suffix, codec, pipe, notes)
         self.audio = None  # an audio.AudioWriter, when the stream's audio goes into this file
         self.audio_damage = None
         if audio and pipe is None and suffix in AUDIO_SUFFIXES:
             from vcodec.audio import AudioWriter
 
-            self.audio = AudioWriter(self.container, suffix, audio, notes or (lambda note: None))
+            self.audio = AudioWriter(self.container, suffix, audio, notes)
         self.pix_fmt = PLAYABLE_PIX_FMT if playable else self._pixel_format(codec, width, height, suffix)
         self.stream.pix_fmt = self.pix_fmt
         options = {}
@@ -592,6 +656,28 @@ class VideoSink(Sink):
             ctx.color_primaries = colour.primaries
             ctx.color_trc = colour.transfer
         self.frames_written = 0
+
+    def _tag(self, display: Display, suffix: str, codec: str, pipe, notes) -> None:
+        """Pass the stream's display metadata on to the output, and say what the output cannot hold."""
+        from vcodec.display import describe
+
+        left_out, why = [], []
+        if display.rotation or display.mirror:
+            if suffix in DISPLAY_SUFFIXES:
+                self.stream.set_display_rotation(display.rotation, hflip=display.mirror)
+            else:
+                left_out.append(describe(Display(display.rotation, display.mirror)))
+                why.append(f"{_kind(suffix, pipe)} holds no display matrix")
+        if display.aspect != 1:
+            if codec in ASPECT_CODECS and pipe is None:
+                self.stream.codec_context.sample_aspect_ratio = display.aspect
+            else:
+                left_out.append(describe(Display(aspect=display.aspect)))
+                why.append("vcodec writes no aspect ratio into y4m" if _kind(suffix, pipe) == "y4m" else
+                           f"{codec} tracks do not carry one here (H.264 and HEVC tracks do: --codec libx264)")
+        if left_out:
+            notes(f"the stream's {' and '.join(left_out)} {'is' if len(left_out) == 1 else 'are'} not written: "
+                  f"{'; '.join(why)}")
 
     def _pixel_format(self, codec: str, width: int, height: int, suffix: str) -> str:
         if codec in _RGB_CODECS:
@@ -632,9 +718,12 @@ class VideoSink(Sink):
     def name(self) -> str:
         return PIPE_NAME["w"] if self.pipe is not None else str(self.path)
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
         frame = self._frame(rgb)
-        frame.pts = self.frames_written
+        if self.time_base is not None:
+            frame.pts, frame.time_base, frame.duration = pts, self.time_base, self.frame_ticks
+        else:
+            frame.pts = self.frames_written
         self.frames_written += 1
         try:
             for packet in self.stream.encode(frame):
@@ -677,6 +766,10 @@ class VideoSink(Sink):
             self.tmp.unlink(missing_ok=True)
 
 
+def _kind(suffix: str, pipe) -> str:
+    return "y4m" if pipe is not None or suffix == ".y4m" else suffix.lstrip(".")
+
+
 def check_sink_path(path: Path, codec: str | None = None, crf: int | None = None, lossless: bool = False) -> None:
     """Refuse an output we could not write before any work is done."""
     if lossless and (codec or crf is not None):
@@ -712,14 +805,25 @@ def takes_audio(path: str | os.PathLike) -> bool:
 
 def open_sink(path: str | os.PathLike, width: int, height: int, fps: Fraction, colour: Colour,
               codec: str | None = None, crf: int | None = None, lossless: bool = False,
-              audio: list | None = None, notes=None) -> Sink:
+              audio: list | None = None, notes=None, time_base: Fraction | None = None,
+              display: Display | None = None) -> Sink:
     """Where decoded frames go: a video file (with `audio`, container.AudioStreams, where it can hold them), a
-    folder of PNG frames, or (`-`) y4m on stdout."""
+    folder of PNG frames, or (`-`) y4m on stdout. With `time_base` the frames come with their own times, and
+    `display` is the stream's display metadata: where the output holds them they are written, else `notes` hears so."""
+    notes = notes or (lambda note: None)
     if is_stdio(path):
         check_sink_path(path, codec, crf, lossless)
-        return VideoSink(Path(STDIO), width, height, fps, colour, pipe=sys.stdout.buffer)
+        return VideoSink(Path(STDIO), width, height, fps, colour, pipe=sys.stdout.buffer, notes=notes,
+                         time_base=time_base, display=display)
     path = Path(path)
     check_sink_path(path, codec, crf, lossless)
     if is_frame_folder(path):
+        from vcodec.display import describe
+
+        if time_base is not None:
+            notes("the stream's frame times (a variable frame rate) are not written: PNG frames hold none")
+        if display is not None:
+            notes(f"the stream's {describe(display)} is not written: PNG frames hold no display metadata")
         return FolderSink(path)
-    return VideoSink(path, width, height, fps, colour, codec, crf, lossless, audio=audio, notes=notes)
+    return VideoSink(path, width, height, fps, colour, codec, crf, lossless, audio=audio, notes=notes,
+                     time_base=time_base, display=display)

@@ -4,6 +4,7 @@
     with vcodec.open("clip.hfc") as s:
         len(s), s.fps, s.width, s.height
         frame = s[500]           # uint8 RGB (H, W, 3)
+        s.time_of(500)           # when it is shown, in seconds (a Fraction): 500 / fps, or its own timestamp
         for frame in s: ...
 
 A P-frame needs every frame from the I-frame before it, so reaching frame i means finding that I-frame through the
@@ -14,7 +15,10 @@ order costs one frame each, as a plain decode does. `vcodec decode` writes its f
 
 from __future__ import annotations
 
+import math
 import os
+from array import array
+from bisect import bisect_left
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -55,6 +59,19 @@ def _load_models(h: C.Header, device, model: str | os.PathLike | None):
         raise ModelError(f"P-frame model '{stem.name}' belongs to intra model '{stem.intra_name}', not to the "
                          f"loaded '{bundle.name}'")
     return bundle, stem
+
+
+def seconds_of(seconds: Fraction | float | str) -> Fraction:
+    """A time as --ss gives it, exactly (a float to the microsecond); InputError when it is negative."""
+    t = Fraction(seconds) if not isinstance(seconds, float) else Fraction(seconds).limit_denominator(1_000_000)
+    if t < 0:
+        raise InputError("--ss must be >= 0")
+    return t
+
+
+def frame_at(seconds: Fraction | float | str, fps: Fraction) -> int:
+    """The first frame shown at or after `seconds` (frame i is shown at i / fps), as ffmpeg's -ss picks it."""
+    return math.ceil(seconds_of(seconds) * fps)
 
 
 def open_reader(path: str | os.PathLike) -> C.StreamReader:
@@ -98,7 +115,8 @@ class DecodedStream:
         self.index_damage: DamagedStream | None = None  # set when seeking found the index missing or damaged
         self._packets: Iterator[C.Packet] | None = None
         self._next = 0  # the frame self._packets yields next; the decoder holds the latent of the one before it
-        self._last: tuple[int, np.ndarray] | None = None
+        self._last: tuple[int, np.ndarray, int] | None = None  # the frame decoded last: position, pixels, pts
+        self._read_pts: array | None = None  # a timed stream's pts, read from the packets when the index is damaged
         self.synthesized = 0  # frames fully decoded (entropy decoding and synthesis)
         self.lead_in = 0  # frames only entropy-decoded, on the way from an I-frame to a frame asked for
 
@@ -116,7 +134,77 @@ class DecodedStream:
 
     @property
     def fps(self) -> Fraction:
+        """The frame rate; for a stream with timestamps (a variable frame rate), the source's average."""
         return self.header.fps
+
+    @property
+    def timed(self) -> bool:
+        """Whether the stream carries each frame's own time (a variable frame rate source)."""
+        return self.header.timed
+
+    @property
+    def display(self) -> C.Display | None:
+        """Rotation, mirroring and sample aspect ratio for showing the frames (None: the defaults); never applied."""
+        return self.header.display
+
+    @property
+    def time_base(self) -> Fraction:
+        """The unit of pts(): the stream's time base, or one frame (1 / fps) for a stream without timestamps."""
+        return self.header.time_base if self.timed else 1 / self.header.fps
+
+    def pts(self, i: int) -> int:
+        """Frame i's presentation time in time_base (0 for frame 0). Needs the index of a timed stream; when it is
+        damaged, the packets are read from the first frame on to find the times (DamagedStream past the damage)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} is outside the stream's {len(self)} frames")
+        if not self.timed:
+            return i
+        table = self._seek_table()
+        if table is not None:
+            return table.pts[i]
+        known = self._pts_read()
+        if i >= len(known):
+            raise DamagedStream(f"frame {i}: its time is not known ({self.index_damage}, and the packets are damaged "
+                                f"from frame {len(known)} on)", len(known))
+        return known[i]
+
+    def time_of(self, i: int) -> Fraction:
+        """When frame i is shown, in seconds from frame 0; time_of(len(s)) is when the stream ends (its last frame
+        shown for one average frame's time)."""
+        if i == len(self) and i:
+            return self.time_of(i - 1) + 1 / self.fps
+        if not self.timed and 0 <= i <= len(self):
+            return Fraction(i) / self.fps
+        return self.pts(i) * self.time_base
+
+    @property
+    def times(self) -> list[Fraction]:
+        """time_of(i) of every frame, in seconds."""
+        return [self.time_of(i) for i in range(len(self))]
+
+    def frame_at(self, seconds: Fraction | float) -> int:
+        """The first frame shown at or after `seconds` (as ffmpeg's -ss picks it); len(self) when there is none."""
+        if not self.timed:
+            return frame_at(seconds, self.fps)
+        t = seconds_of(seconds)
+        ticks = math.ceil(t / self.time_base)
+        table = self._seek_table()
+        known = table.pts if table is not None else self._pts_read()
+        i = bisect_left(known, ticks)
+        if i == len(known) < len(self):
+            raise DamagedStream(f"the frame at {float(t):.3f} s cannot be found ({self.index_damage}, and the packets "
+                                f"are damaged from frame {len(known)} on)", len(known))
+        return i
+
+    def _pts_read(self) -> array:
+        if self._read_pts is None:
+            self._read_pts = array("q")
+            try:
+                for packet in self.reader.packets():
+                    self._read_pts.append(packet.pts)
+            except DamagedStream:
+                pass  # the times are known up to the damage
+        return self._read_pts
 
     # ------------------------------------------------------------------------------------------------- frames
     def __getitem__(self, i: int) -> np.ndarray:
@@ -130,12 +218,13 @@ class DecodedStream:
             return self._last[1].copy()
         try:
             self._go_to(i)
-            rgb = self.decoder.decode(self._next_packet(), self.width, self.height)
+            packet = self._next_packet()
+            rgb = self.decoder.decode(packet, self.width, self.height)
         except BaseException:
             self._packets = None  # the decoder's state is not to be trusted: the next read starts at an I-frame
             raise
         self.synthesized += 1
-        self._last = (i, rgb.copy())  # the caller may write into what it gets
+        self._last = (i, rgb.copy(), i if packet.pts is None else packet.pts)  # the caller may write into what it gets
         return rgb
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -144,16 +233,22 @@ class DecodedStream:
     def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
         """Frames start, start + 1, ... (count of them, or to the end). The whole stream (the default) is read as
         it is, packet after packet, and checked against the index at the end, as `vcodec decode` always has."""
+        for _, rgb in self.frames_with_pts(start, count):
+            yield rgb
+
+    def frames_with_pts(self, start: int = 0, count: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(pts, frame) for the frames frames() gives: each frame's time in time_base, read from its own packet."""
         if start or count is not None:
             end = len(self) if count is None else min(len(self), start + count)
             for i in range(start, end):
-                yield self[i]
+                rgb = self[i]
+                yield self._last[2], rgb
             return
         self._packets = self._last = None  # the decoder's state is this loop's from here
         for packet in self.reader.packets():
             rgb = self.decoder.decode(packet, self.width, self.height)
             self.synthesized += 1
-            yield rgb
+            yield packet.index if packet.pts is None else packet.pts, rgb
 
     def _seek_table(self) -> C.SeekTable | None:
         """The checked index, or None (and index_damage says why) when it is missing or damaged."""

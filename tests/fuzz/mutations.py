@@ -25,6 +25,7 @@ class Layout:
     header_size: int
     packets: list[tuple[int, int, int]]  # (offset, header length, payload length)
     index_offset: int
+    flags: int = 0  # the header's
     audio_offset: int | None = None  # the audio section, when the stream has one
     audio_header_size: int = 0
     audio_packets: list[tuple[int, int]] = field(default_factory=list)  # (offset, payload length)
@@ -34,6 +35,14 @@ class Layout:
         pre = {"version": (12, "<H"), "flags": (14, "<H"), "name_len": (16, "<B")}
         if name in pre:
             return pre[name]
+        end = self.header_size - 4  # the flags' own fields end the header: time base, then display metadata
+        display = {"rotation": (end - 11, "<H"), "mirror": (end - 9, "<B"), "sar_num": (end - 8, "<I"),
+                   "sar_den": (end - 4, "<I")}
+        if name in display:
+            return display[name]
+        if name in ("tb_num", "tb_den"):
+            at = end - (11 if self.flags & C.FLAG_DISPLAY else 0) - 8
+            return (at if name == "tb_num" else at + 4), "<I"
         base = 17 + self.name_len
         post = {"hash": (0, "32s"), "entropy_form": (32, "<B"), "width": (33, "<I"), "height": (37, "<I"),
                 "padded_width": (41, "<I"), "padded_height": (45, "<I"), "fps_num": (49, "<I"), "fps_den": (53, "<I"),
@@ -52,26 +61,43 @@ PACKET_FIELDS = {"index": (4, "<I"), "type": (8, "<B"), "quality": (9, "<B"), "l
                  "hyper_w": (20, "<H"), "substreams": (22, "<B")}
 
 
+def header_fields(flags: int) -> list[str]:
+    """The header fields a mutation may set, those of the flags set included."""
+    names = ["version", "flags", "name_len", "entropy_form", "width", "height", "padded_width", "padded_height",
+             "fps_num", "fps_den", "matrix", "full_range", "bit_depth", "gop", "frame_count"]
+    if flags & C.FLAG_TIMESTAMPS:
+        names += ["tb_num", "tb_den"]
+    if flags & C.FLAG_DISPLAY:
+        names += ["rotation", "mirror", "sar_num", "sar_den"]
+    return names
+
+
+def pts_bytes(flags: int) -> int:
+    """Bytes of pts in each packet header: 8 in a stream that carries timestamps."""
+    return 8 if flags & C.FLAG_TIMESTAMPS else 0
+
+
 def layout(data: bytes) -> Layout:
     name_len = data[16]
     header_size = _U32.unpack_from(data, 8)[0]
+    flags = struct.unpack_from("<H", data, 14)[0]
     packets = []
     at = header_size
     while data[at : at + 4] == C.PACKET_MARK:
         n = data[at + 22]
         lengths = struct.unpack_from(f"<{n}I", data, at + 23)
-        head = 23 + 4 * n + 8
+        head = 23 + 4 * n + pts_bytes(flags) + 8
         packets.append((at, head, sum(lengths)))
         at += head + sum(lengths)
     if data[at : at + 4] != C.AUDIO_SECTION_MARK:
-        return Layout(name_len, header_size, packets, at)
+        return Layout(name_len, header_size, packets, at, flags)
     audio_offset, audio_header_size = at, _U32.unpack_from(data, at + 4)[0]
     audio, at = [], at + audio_header_size
     while data[at : at + 4] == C.AUDIO_PACKET_MARK:
         length = _U32.unpack_from(data, at + AUDIO_LENGTH)[0]
         audio.append((at, length))
         at += C.AUDIO_PACKET_HEADER + length
-    return Layout(name_len, header_size, packets, at, audio_offset, audio_header_size, audio)
+    return Layout(name_len, header_size, packets, at, flags, audio_offset, audio_header_size, audio)
 
 
 def resign(data: bytearray, lay: Layout) -> None:
@@ -80,7 +106,7 @@ def resign(data: bytearray, lay: Layout) -> None:
     data[h - 4 : h] = _U32.pack(zlib.crc32(bytes(data[: h - 4])))
     for off, head, payload in lay.packets:
         n = data[off + 22]
-        if 23 + 4 * n + 8 != head:
+        if 23 + 4 * n + pts_bytes(lay.flags) + 8 != head:
             continue  # the mutation changed the substream count: leave this packet's CRCs as they were
         start = off + head
         data[off + head - 8 : off + head - 4] = _U32.pack(zlib.crc32(bytes(data[start : start + payload])))
@@ -164,9 +190,7 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         resign(data, lay)
         return bytes(data), kind
     if kind == "header":
-        name = rng.choice(["version", "flags", "name_len", "entropy_form", "width", "height", "padded_width",
-                           "padded_height", "fps_num", "fps_den", "matrix", "full_range", "bit_depth", "gop",
-                           "frame_count"])
+        name = rng.choice(header_fields(lay.flags))
         off, fmt = lay.header_field(name)
         value = struct.unpack_from(fmt, data, off)[0]
         struct.pack_into(fmt, data, off, _hostile(fmt, rng, value))
@@ -174,7 +198,15 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         return bytes(data), f"header.{name}"
     off, head, payload = rng.choice(lay.packets)
     if kind == "packet":
-        name = rng.choice(list(PACKET_FIELDS))
+        names = list(PACKET_FIELDS) + (["pts"] * 3 if pts_bytes(lay.flags) else [])
+        name = rng.choice(names)
+        if name == "pts":  # after the substream lengths
+            at = off + 23 + 4 * data[off + 22]
+            value = struct.unpack_from("<q", data, at)[0]
+            new = rng.choice([0, -1, 1, value - 1, value + 1, 2**62, 2**62 + 1, 2**63 - 1, -(2**63)])
+            struct.pack_into("<q", data, at, new)
+            resign(data, lay)
+            return bytes(data), "packet.pts"
         rel, fmt = PACKET_FIELDS[name]
         value = struct.unpack_from(fmt, data, off + rel)[0]
         struct.pack_into(fmt, data, off + rel, _hostile(fmt, rng, value))
