@@ -123,6 +123,8 @@ def test_refuses_to_overwrite_without_y(sample_stream, tmp_path, capsys):
     (["info", "missing.hfc"], EXIT_USAGE, "not found"),
     (["encode", "{sample}"], EXIT_USAGE, "Missing argument"),
     (["encode", "{sample}", "x.hfc", "--bogus"], EXIT_USAGE, "No such option"),
+    (["encode", "{sample}", "x.hfc", "--precision", "fp8"], EXIT_USAGE, "precision"),
+    (["decode", "{stream}", "x.mp4", "--precision", "fp8"], EXIT_USAGE, "precision"),
 ])
 def test_errors_are_one_line_with_exit_code(sample_stream, tmp_path, capsys, monkeypatch, args, code, words):
     monkeypatch.chdir(tmp_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -71,6 +71,13 @@ def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if err == 0 else 10 * math.log10(255.0**2 / err)
 
 
+def _check_precision(precision: str) -> None:
+    from vcodec.networks.pixel_path import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+
+
 def _load_bundle(model: str | os.PathLike, device):
     """The user's own choice (--model): a shipped model's name or a path to a weights file."""
     from vcodec import weights
@@ -98,6 +105,7 @@ def encode(
     on_note: Callable[[str], None] | None = None,
     target: Target | None = None,
     fixed_gop: bool = False,
+    precision: str = "auto",
 ) -> EncodeResult:
     """Encode a video, .y4m, folder of PNG frames or image into a .hfc stream written atomically at `output`.
 
@@ -106,7 +114,8 @@ def encode(
     slow or veryslow (a latent search per frame, vcodec/refine.py; any decoder reads the result). The input's audio
     streams are kept as they are coded (`audio` False drops them); `on_note` hears about streams that cannot be.
     `target` (rate_control.Target: a bitrate, bpp or PSNR-RGB) replaces `quality` by one chosen per GOP. A frame
-    the GOP makes a P-frame is coded as an I-frame when that is cheaper, unless `fixed_gop`."""
+    the GOP makes a P-frame is coded as an I-frame when that is cheaper, unless `fixed_gop`. `precision`: the pixel
+    path's (auto: mixed bf16 where the device runs it natively, else fp32; see vcodec/networks/pixel_path.py)."""
     from vcodec.codec import VideoDecoder, VideoEncoder, choose_inter_model, pick_device, stream_header
     from vcodec.weights import DEFAULT_MODEL
 
@@ -131,6 +140,7 @@ def encode(
 
     if preset not in PRESETS:
         raise InputError(f"--preset must be one of {', '.join(PRESETS)}, got '{preset}'")
+    _check_precision(precision)
     check_output(output, overwrite, (Path(input),))
     rate = Fraction(fps).limit_denominator(1001) if fps is not None else None
     dev = pick_device(device)
@@ -140,8 +150,8 @@ def encode(
         check_picture_size(info.width, info.height, input)  # sources check their header; this is what they decoded
         bundle = _load_bundle(model or DEFAULT_MODEL, dev)
         stem, header_gop = choose_inter_model(bundle, inter_model, gop, dev)
-        coder = VideoEncoder(bundle, dev, header_gop, stem, preset, adaptive=not fixed_gop)
-        checker = VideoDecoder(bundle, dev, stem) if psnr else None  # its own timings: the check is not encoding work
+        coder = VideoEncoder(bundle, dev, header_gop, stem, preset, adaptive=not fixed_gop, precision=precision)
+        checker = VideoDecoder(bundle, dev, stem, precision) if psnr else None  # its own timings: the check is not encoding work
         header = stream_header(bundle, info.width, info.height, info.fps, info.colour, header_gop, stem)
         header.display = info.display
         fps_out = header.fps
@@ -165,7 +175,8 @@ def encode(
                 packet.pts = source.take_time()
                 if source.clock is not None and source.clock.timed and not header.timed:
                     writer.carry_timestamps(source.clock.time_base)  # a frame out of place: all carry their times
-                nbytes = writer.write(packet)
+                with coder.timings.stage("container"):
+                    nbytes = writer.write(packet)
                 p_frames += packet.frame_type == C.FRAME_P
                 score = None
                 if checker:
@@ -177,8 +188,9 @@ def encode(
                     on_frame(n, nbytes, total, score)
                 return nbytes
 
+            frames_in = coder.timings.timed(source.frames(start, frames), "read")
             if target is None:
-                for rgb in source.frames(start, frames):
+                for rgb in frames_in:
                     emit(rgb, coder.encode(rgb, quality))
                     for sound in source.take_audio():
                         writer.write_audio(sound)
@@ -190,7 +202,7 @@ def encode(
                         writer.write_audio(sound)
 
                 planner = QualityPlanner(coder, target, info.width, info.height, fps_out, header.size)
-                chosen = encode_at_target(coder, planner, source.frames(start, frames), header_gop, emit, audio_so_far)
+                chosen = encode_at_target(coder, planner, frames_in, header_gop, emit, audio_so_far)
             if n == 0:
                 raise InputError(f"{input}: no frames to encode (start {start} is past the end?)")
             for sound in source.finish_audio():
@@ -198,7 +210,7 @@ def encode(
         size = output.stat().st_size
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
-                        asdict(coder.timings), header.gop, header.inter_model, p_frames,
+                        coder.timings.as_dict(), header.gop, header.inter_model, p_frames,
                         [a.codec for a in kept.streams] if kept else [], chosen if target is not None else [],
                         header.timed, header.display)
 
@@ -219,13 +231,15 @@ def decode(
     lossless: bool = False,
     audio: bool = True,
     on_note: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> DecodeResult:
     """Decode a .hfc stream to a video, .y4m, PNG-frame folder or (`-`) y4m on stdout.
 
     `start`/`frames` (or `start_seconds`: the first frame shown at or after it) write only frames start ..
     start + frames - 1: decoding starts at the I-frame at or before `start`, found through the index. `lossless`
     writes .mp4/.mov exactly (RGB H.264, qp 0) instead of playable 4:2:0 H.264. The stream's audio goes into the
-    video files that hold audio (`audio` False leaves it out); `on_note` hears what happens to it.
+    video files that hold audio (`audio` False leaves it out); `on_note` hears what happens to it. `precision`: the
+    pixel path's, as for encode() (pixels differ by a hair between precisions, symbols never).
 
     A damaged stream raises DamagedStream after the intact frames before the damage were written (as a complete
     output); when no frame is intact, nothing is written. Damaged audio costs no frame: the frames are all written,
@@ -248,9 +262,10 @@ def decode(
         raise InputError("--frames must be at least 1")
     if start_seconds is not None and start:
         raise InputError("give --start or --ss, not both")
+    _check_precision(precision)
     where = "stdout" if to_stdout else output
     t0 = time.perf_counter()
-    with DecodedStream(input, device, model) as stream:
+    with DecodedStream(input, device, model, precision) as stream:
         h = stream.header
         if start_seconds is not None:
             start = stream.frame_at(start_seconds)
@@ -272,6 +287,7 @@ def decode(
         sink = None
         n = zero = 0
         damage = None
+        timings = stream.decoder.timings
         try:
             try:
                 for pts, rgb in stream.frames_with_pts(start, frames) if partial else stream.frames_with_pts():
@@ -281,7 +297,8 @@ def decode(
                         zero = pts  # the output's clock starts when its first frame is shown
                     if sound:  # the audio up to this frame's end first (a frame of a timed stream: an average one)
                         sound.write_until(sink, (pts - zero) * stream.time_base + 1 / h.fps)
-                    sink.write(rgb, pts - zero)
+                    with timings.stage("write"):
+                        sink.write(rgb, pts - zero)
                     n += 1
                     if on_frame:
                         on_frame(n)
@@ -292,7 +309,8 @@ def decode(
             if sink is not None:
                 if sound:
                     sound.write_until(sink, None)  # damaged video costs no audio
-                sink.close()
+                with timings.stage("write"):  # the output's encoder finishes its last frames
+                    sink.close()
         except BaseException:
             if sink is not None:
                 sink.abort()  # also when publishing failed: no temp file or folder is left behind
@@ -310,8 +328,7 @@ def decode(
             raise DamagedStream(f"{audio_damage}; wrote all {n} frames, and the audio before the damage, to {where}",
                                 start + n)
         lead_in = stream.lead_in
-        timings = asdict(stream.decoder.timings)
-    return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, timings, start, lead_in)
+    return DecodeResult(n, h.width, h.height, h.fps, time.perf_counter() - t0, timings.as_dict(), start, lead_in)
 
 
 def probe(input: str | os.PathLike) -> dict:

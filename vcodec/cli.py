@@ -148,8 +148,10 @@ def encode(
     fixed_gop: bool = typer.Option(False, "--fixed-gop", help="Frame types exactly as --gop says (by default a P-frame that would cost more than an I-frame is coded as one)."),
     preset: str = typer.Option("medium", "--preset", help="medium; slow or veryslow search each frame for a better latent (slower encoding, same decoder)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
+    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (bf16 inside g_a/g_s where the CPU or GPU runs it natively, within 0.01 dB), mixed, or fp32."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the input's audio out (it is kept, as coded, by default)."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also print the time each stage took (ms per frame)."),
 ) -> None:
     """Encode a video into a .hfc stream."""
     from vcodec import api
@@ -175,7 +177,8 @@ def encode(
             bar.update(state["task"], completed=n, rate=speed, note=note)
 
         result = api.encode(input, output, q, frames, start, gop, _parse_fps(fps), device, model, overwrite, psnr,
-                            on_start, on_frame, inter_model, preset, not no_audio, _note, target, fixed_gop)
+                            on_start, on_frame, inter_model, preset, not no_audio, _note, target, fixed_gop,
+                            precision)
     structure = (f"{result.frames - result.p_frames} I + {result.p_frames} P" if result.p_frames else "all I-frames")
     rate = f"{float(result.fps):.3f} fps" + (" (variable: each frame keeps its time)" if result.timed else "")
     line = (
@@ -195,6 +198,15 @@ def encode(
         line += f", PSNR-RGB {result.psnr:.2f} dB"
     line += f", {result.frames / result.seconds:.2f} frames/s"
     out.print(line, highlight=False)
+    if verbose:
+        _print_stages(result.timings, result.frames)
+
+
+def _print_stages(timings: dict, frames: int) -> None:
+    """-v: where the time went, on stderr (stdout may carry video)."""
+    from vcodec.stages import describe
+
+    err.print(f"stages: {describe(timings['stages'], frames)}", highlight=False)
 
 
 def _note(text: str) -> None:
@@ -236,7 +248,9 @@ def decode(
     frames: Optional[int] = typer.Option(None, "--frames", help="Write at most this many frames."),
     ss: Optional[str] = typer.Option(None, "--ss", help="Start at the first frame at or after this time: seconds (12.5) or [HH:]MM:SS[.frac]."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the stream's audio out of the output."),
+    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (bf16 inside g_a/g_s where the CPU or GPU runs it natively, within 0.01 dB), mixed, or fp32."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also print the time each stage took (ms per frame)."),
 ) -> None:
     """Decode a .hfc stream into a video, .y4m, PNG frames or y4m on stdout."""
     from vcodec import api
@@ -256,13 +270,16 @@ def decode(
             bar.update(state["task"], completed=n, rate=f"{n / task.elapsed:.2f} fps" if task.elapsed else "")
 
         result = api.decode(input, str(output) if is_stdio(output) else output, device, model, overwrite, codec, crf,
-                            on_start, on_frame, start, frames, start_seconds, lossless, not no_audio, _note)
+                            on_start, on_frame, start, frames, start_seconds, lossless, not no_audio, _note,
+                            precision)
     span = f" (frames {result.start}..{result.start + result.frames - 1})" if result.start else ""
     summary.print(
         f"{result.frames} frames{span} {result.width}x{result.height} @ {float(result.fps):.3f} fps -> "
         f"{'stdout' if is_stdio(output) else output}, {result.frames / result.seconds:.2f} frames/s",
         highlight=False,
     )
+    if verbose:
+        _print_stages(result.timings, result.frames)
 
 
 @app.command()

@@ -9,7 +9,6 @@ GOP: a long one costs only seeking and recovery after damage.
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -19,7 +18,7 @@ from vcodec import container as C
 from vcodec import weights
 from vcodec.errors import DamagedStream, InputError, ModelError
 from vcodec.inter_coder import InterCoder
-from vcodec.intra_coder import IntraCoder, Timings
+from vcodec.intra_coder import IntraCoder, timings_for
 from vcodec.refine import DEFAULT_PRESET, PRESETS, LatentSearch
 from vcodec.weights import ModelBundle, StemBundle
 
@@ -36,6 +35,16 @@ def pick_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: torch sees no CUDA device here (use --device cpu)")
     return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """The pixel path's precision (networks/pixel_path.py) for --precision on this device, or InputError."""
+    from vcodec.networks.pixel_path import resolve_precision
+
+    try:
+        return resolve_precision(name, device)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def padded_size(width: int, height: int, version: int = C.FORMAT_VERSION) -> tuple[int, int]:
@@ -88,13 +97,13 @@ class VideoEncoder:
     `adaptive`, a frame the GOP makes a P-frame is coded as an I-frame when that costs fewer bits."""
 
     def __init__(self, bundle: ModelBundle, device: torch.device, gop: int = 1, stem: StemBundle | None = None,
-                 preset: str = DEFAULT_PRESET, adaptive: bool = True):
+                 preset: str = DEFAULT_PRESET, adaptive: bool = True, precision: str = "auto"):
         if gop != 1 and stem is None:
             raise ValueError("a GOP longer than 1 needs a P-frame model")
         if preset not in PRESETS:
             raise InputError(f"unknown preset '{preset}' (one of {', '.join(PRESETS)})")
-        self.timings = Timings()
-        self.intra = IntraCoder(bundle, device, self.timings)
+        self.timings = timings_for(device)
+        self.intra = IntraCoder(bundle, device, self.timings, pick_precision(precision, device))
         self.inter = InterCoder(stem, self.intra) if stem is not None and gop != 1 else None
         self.search = (LatentSearch(self.intra.model, PRESETS[preset], self.inter.model if self.inter else None)
                        if PRESETS[preset].iterations else None)
@@ -107,16 +116,17 @@ class VideoEncoder:
     def encode(self, rgb: np.ndarray, quality: float, raw: torch.Tensor | None = None) -> C.Packet:
         """The next frame's packet; `raw`: its g_a latent at gain 1, when rate control already computed it."""
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
-        t0 = time.perf_counter()
-        x = self.intra.picture(rgb)
+        with self.timings.stage("read"):
+            x = self.intra.picture(rgb)
         y = self.intra.analysis(x, quality, raw)
         intra = self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None
         if not intra and self.adaptive:
-            intra = self._intra_is_cheaper(y, quality)
+            with self.timings.stage("frame type"):
+                intra = self._intra_is_cheaper(y, quality)
         if self.search is not None:  # refined for the frame type it will be coded as
-            y_prev = None if intra else self.y_hat[None].to(y.device)
-            y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
-        self.timings.network += time.perf_counter() - t0
+            with self.timings.stage("latent search"):
+                y_prev = None if intra else self.y_hat[None].to(y.device)
+                y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
         if intra:
             packet, self.symbols = self.intra.encode_latent(y, quality, self.index)
         else:
@@ -146,9 +156,10 @@ def intra_is_cheaper(intra_model, stem_model, y: torch.Tensor, y_prev: torch.Ten
 class VideoDecoder:
     """Packets in frame order -> pictures; a P-frame needs the frame before it decoded."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, stem: StemBundle | None = None):
-        self.timings = Timings()
-        self.intra = IntraCoder(bundle, device, self.timings)
+    def __init__(self, bundle: ModelBundle, device: torch.device, stem: StemBundle | None = None,
+                 precision: str = "auto"):
+        self.timings = timings_for(device)
+        self.intra = IntraCoder(bundle, device, self.timings, pick_precision(precision, device))
         self.inter = InterCoder(stem, self.intra) if stem is not None else None
         self.y_hat: torch.Tensor | None = None
 

@@ -12,7 +12,6 @@ integer-exact STEM (networks/stem_integer.py).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,11 +65,21 @@ class InterCoder:
     @torch.no_grad()
     def encode_latent(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float, index: int):
         """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> (packet, symbols)."""
-        t0 = time.perf_counter()
         m, h, w = y.shape[1:]
-        z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))[0]
-        z = z.to("cpu", torch.int64).numpy()
-        y = y[0].float().cpu()
+        with self.timings.stage("h_a"):
+            z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))[0]
+            z = z.to("cpu", torch.int64).numpy()
+            y = y[0].float().cpu()
+        with self.timings.stage("entropy model"):
+            symbols, halves = self._symbols(z, y, y_prev, quality)
+        with self.timings.stage("rANS"):
+            subs = [self.z_coder.encode(z, channel_map(z.shape))] + [self.y_coder.encode(r, i) for r, i in halves]
+        return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(z.shape), subs), symbols
+
+    def _symbols(self, z: np.ndarray, y: torch.Tensor, y_prev: torch.Tensor, quality: float):
+        """The checkerboard passes of the integer STEM over y (M, h, w): the symbols, and each half's (residual,
+        scale index) in raster order, as the substreams code them."""
+        m, h, w = y.shape
         prep = self.stem.integer.prepare(z, to_fixed(y_prev), quality)
         residual = torch.zeros(m, h, w, dtype=torch.int64)
         mu = torch.zeros(m, h, w)
@@ -86,12 +95,7 @@ class InterCoder:
             _scatter(index_grid, where, torch.from_numpy(idx))
             halves.append((res.numpy(), idx))
             decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))  # the anchors, zero elsewhere
-        t1 = time.perf_counter()
-        subs = [self.z_coder.encode(z, channel_map(z.shape))] + [self.y_coder.encode(r, i) for r, i in halves]
-        self.timings.network += t1 - t0
-        self.timings.entropy += time.perf_counter() - t1
-        symbols = InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
-        return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(z.shape), subs), symbols
+        return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu), halves
 
     def parse_inter(self, packet: C.Packet, y_prev: torch.Tensor) -> InterSymbols:
         """Symbols back from a P-frame packet given the previous decoded latent, or DamagedStream."""
@@ -104,9 +108,12 @@ class InterCoder:
             raise DamagedStream(f"frame {packet.index}: P-frame of another size than the frame before it", packet.index)
         if not 0 <= packet.quality <= self.intra.bundle.config.levels - 1:
             raise DamagedStream(f"frame {packet.index}: quality {packet.quality:g} out of range", packet.index)
+        stage = self.timings.stage
         try:
-            z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
-            prep = self.stem.integer.prepare(z, to_fixed(y_prev), packet.quality)
+            with stage("rANS"):
+                z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
+            with stage("entropy model"):
+                prep = self.stem.integer.prepare(z, to_fixed(y_prev), packet.quality)
             if prep.hyper.shape[1:] != (h, w):
                 raise DamagedStream("hyper-latent shape mismatch")
             residual = torch.zeros(m, h, w, dtype=torch.int64)
@@ -114,23 +121,22 @@ class InterCoder:
             index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
             decoded = None
             for k, where in enumerate(self._passes(h, w)):
-                mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
-                res = torch.from_numpy(self.y_coder.decode(packet.substreams[1 + k], idx))
-                _scatter(residual, where, res)
-                _scatter(mu, where, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
-                _scatter(index_grid, where, torch.from_numpy(idx))
-                decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
+                with stage("entropy model"):
+                    mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
+                with stage("rANS"):
+                    res = torch.from_numpy(self.y_coder.decode(packet.substreams[1 + k], idx))
+                with stage("entropy model"):
+                    _scatter(residual, where, res)
+                    _scatter(mu, where, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
+                    _scatter(index_grid, where, torch.from_numpy(idx))
+                    decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
         except DamagedStream as e:
             raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
 
     def decode_packet(self, packet: C.Packet, y_prev: torch.Tensor, width: int, height: int):
         """(picture, decoded latent) of a P-frame packet."""
-        t0 = time.perf_counter()
         y_hat = self.parse_inter(packet, y_prev).decoded_latent()
-        t1 = time.perf_counter()
         rgb = self.intra.reconstruct(y_hat, packet.quality, width, height)
-        self.timings.entropy += t1 - t0
-        self.timings.network += time.perf_counter() - t1
         self.timings.frames += 1
         return rgb, y_hat

@@ -8,8 +8,7 @@ their shapes are multiples of 4 already, so the same code decodes them.)
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,17 +18,9 @@ from vcodec import container as C
 from vcodec.entropy import TableCoder
 from vcodec.errors import DamagedStream
 from vcodec.networks.layers import pad_to_hyper
+from vcodec.networks.pixel_path import PixelPath
+from vcodec.stages import Timings
 from vcodec.weights import ModelBundle
-
-
-@dataclass
-class Timings:
-    """Seconds spent per stage, for the bench's network-versus-entropy split."""
-
-    network: float = 0.0
-    entropy: float = 0.0
-    frames: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +37,11 @@ class IntraSymbols:
         return torch.from_numpy(self.residual).float() + self.mu
 
 
+def timings_for(device: torch.device) -> Timings:
+    """Stage timings that wait for a GPU at each stage's end (its work is asynchronous)."""
+    return Timings(torch.cuda.synchronize if device.type == "cuda" else None)
+
+
 def channel_map(shape: tuple[int, int, int]) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
 
@@ -58,13 +54,15 @@ def to_pixels(x: torch.Tensor) -> np.ndarray:
 class IntraCoder:
     """The I-frame path: analysis (g_a, shared with P-frames), entropy coding, synthesis (g_s, shared too)."""
 
-    def __init__(self, bundle: ModelBundle, device: torch.device, timings: Timings | None = None):
+    def __init__(self, bundle: ModelBundle, device: torch.device, timings: Timings | None = None,
+                 precision: str = "auto"):
         self.bundle = bundle
         self.device = device
         self.model = bundle.model.to(device).eval()
+        self.pixels = PixelPath(self.model, device, precision)  # g_a and g_s as this device runs them fastest
         self.y_coder = TableCoder(bundle.gaussian)
         self.z_coder = TableCoder(bundle.z_tables)
-        self.timings = timings or Timings()
+        self.timings = timings or timings_for(device)
 
     def quality(self, q: float) -> torch.Tensor:
         return torch.tensor([float(q)], device=self.device)
@@ -77,12 +75,17 @@ class IntraCoder:
     def raw_analysis(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (H, W, 3) or picture() -> g_a(x) at gain 1, (1, M, ceil(H/16), ceil(W/16)) on the device: every
         quality's latent is this times its gains (rate control estimates several from one pass)."""
-        x = self.picture(rgb) if isinstance(rgb, np.ndarray) else rgb
-        h, w = x.shape[-2:]
-        ph, pw = C.padded(h) - h, C.padded(w) - w
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return self.model.g_a(x)
+        if isinstance(rgb, np.ndarray):
+            with self.timings.stage("read"):
+                x = self.picture(rgb)
+        else:
+            x = rgb
+        with self.timings.stage("g_a"):
+            h, w = x.shape[-2:]
+            ph, pw = C.padded(h) - h, C.padded(w) - w
+            if ph or pw:
+                x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+            return self.pixels.g_a(x).contiguous()
 
     def analysis(self, rgb: np.ndarray | torch.Tensor, quality: float, raw: torch.Tensor | None = None) -> torch.Tensor:
         """y = g_a(x) * gain[q] (the same numbers as IntraModel.analysis), from `raw` when it is at hand."""
@@ -92,10 +95,12 @@ class IntraCoder:
     @torch.no_grad()
     def symbols_of(self, y: torch.Tensor) -> IntraSymbols:
         h, w = y.shape[-2:]
-        z = torch.round(self.model.hyper_analysis(pad_to_hyper(y)))[0].to("cpu", torch.int64).numpy()
-        mu, scale_index = self.bundle.h_s(z)
-        mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
-        residual = torch.round(y[0].float().cpu() - mu).to(torch.int64).numpy()
+        with self.timings.stage("h_a"):
+            z = torch.round(self.model.hyper_analysis(pad_to_hyper(y)))[0].to("cpu", torch.int64).numpy()
+        with self.timings.stage("entropy model"):
+            mu, scale_index = self.bundle.h_s(z)
+            mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
+            residual = torch.round(y[0].float().cpu() - mu).to(torch.int64).numpy()
         return IntraSymbols(z, residual, scale_index, mu)
 
     def symbols(self, rgb: np.ndarray, quality: float) -> IntraSymbols:
@@ -103,19 +108,14 @@ class IntraCoder:
         return self.symbols_of(self.analysis(rgb, quality))
 
     def encode_latent(self, y: torch.Tensor, quality: float, index: int) -> tuple[C.Packet, IntraSymbols]:
-        t0 = time.perf_counter()
         s = self.symbols_of(y)
-        t1 = time.perf_counter()
-        subs = [self.z_coder.encode(s.z, channel_map(s.z.shape)), self.y_coder.encode(s.residual, s.scale_index)]
-        self.timings.network += t1 - t0  # the integer h_s counts as network: it is one
-        self.timings.entropy += time.perf_counter() - t1
+        with self.timings.stage("rANS"):
+            subs = [self.z_coder.encode(s.z, channel_map(s.z.shape)), self.y_coder.encode(s.residual, s.scale_index)]
         return C.Packet(index, C.FRAME_I, quality, tuple(s.residual.shape), tuple(s.z.shape), subs), s
 
     def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
-        t0 = time.perf_counter()
         y = self.analysis(rgb, quality)
-        self.timings.network += time.perf_counter() - t0
         self.timings.frames += 1
         return self.encode_latent(y, quality, index)[0]
 
@@ -129,13 +129,17 @@ class IntraCoder:
         if not 0 <= packet.quality <= cfg.levels - 1:
             raise DamagedStream(f"frame {packet.index}: quality {packet.quality:g} out of range", packet.index)
         _, h, w = packet.latent_shape
+        stage = self.timings.stage
         try:
-            z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
-            mu, scale_index = self.bundle.h_s(z)
+            with stage("rANS"):
+                z = self.z_coder.decode(packet.substreams[0], channel_map(packet.hyper_shape))
+            with stage("entropy model"):
+                mu, scale_index = self.bundle.h_s(z)
             if mu.shape[1] < h or mu.shape[2] < w:
                 raise DamagedStream("latent shape mismatch")
             mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
-            residual = self.y_coder.decode(packet.substreams[1], scale_index)
+            with stage("rANS"):
+                residual = self.y_coder.decode(packet.substreams[1], scale_index)
         except DamagedStream as e:
             raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
         return IntraSymbols(z, residual, scale_index, mu)
@@ -143,17 +147,14 @@ class IntraCoder:
     @torch.no_grad()
     def reconstruct(self, y_hat: torch.Tensor, quality: float, width: int, height: int) -> np.ndarray:
         """g_s of a decoded latent (M, h, w), cropped to the picture: uint8 (height, width, 3)."""
-        x = self.model.synthesis(y_hat[None].to(self.device), self.quality(quality))[0, :, :height, :width]
-        return to_pixels(x)
+        with self.timings.stage("g_s"):
+            y = y_hat[None].to(self.device) * self.model.inverse_gain(self.quality(quality))
+            return to_pixels(self.pixels.g_s(y)[0, :, :height, :width])
 
     def decode_packet(self, packet: C.Packet, width: int, height: int) -> tuple[np.ndarray, torch.Tensor]:
         """(picture, decoded latent) of an I-frame packet."""
-        t0 = time.perf_counter()
         y_hat = self.parse_intra(packet).decoded_latent()
-        t1 = time.perf_counter()
         rgb = self.reconstruct(y_hat, packet.quality, width, height)
-        self.timings.entropy += t1 - t0
-        self.timings.network += time.perf_counter() - t1
         self.timings.frames += 1
         return rgb, y_hat
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,10 +173,9 @@ def encode_at_target(encoder, planner: QualityPlanner, frames, gop: int, emit, b
     for gop_frames, last in gops(frames, gop):
         if before_gop:
             before_gop()
-        t0 = time.perf_counter()
-        raws = [encoder.intra.raw_analysis(rgb) for rgb in gop_frames]
-        q = planner.plan(gop_frames, raws, last)
-        encoder.timings.network += time.perf_counter() - t0  # g_a and the planning are the encoder's work too
+        raws = [encoder.intra.raw_analysis(rgb) for rgb in gop_frames]  # its own stages: read, g_a
+        with encoder.timings.stage("rate control"):
+            q = planner.plan(gop_frames, raws, last)
         chosen.append(q)
         sizes, payload = [], 0
         for rgb, raw in zip(gop_frames, raws):

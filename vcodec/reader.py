@@ -91,7 +91,8 @@ class DecodedStream:
     missing or damaged does not stop sequential reading: the reader then reads from the first frame on, and
     `index_damage` says what was wrong (vcodec decode reports it after writing the frames)."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", model: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, device: str = "auto", model: str | os.PathLike | None = None,
+                 precision: str = "auto"):
         from vcodec.codec import VideoDecoder, pick_device
         from vcodec.media import SIZE_LIMIT, too_large
 
@@ -107,7 +108,7 @@ class DecodedStream:
                                     "decoder does not read")
             self.device = pick_device(device)
             bundle, stem = _load_models(h, self.device, model)
-            self.decoder = VideoDecoder(bundle, self.device, stem)
+            self.decoder = VideoDecoder(bundle, self.device, stem, precision)
         except BaseException:
             self.reader.close()
             raise
@@ -245,7 +246,7 @@ class DecodedStream:
                 yield self._last[2], rgb
             return
         self._packets = self._last = None  # the decoder's state is this loop's from here
-        for packet in self.reader.packets():
+        for packet in self.decoder.timings.timed(self.reader.packets(), "container"):
             rgb = self.decoder.decode(packet, self.width, self.height)
             self.synthesized += 1
             yield packet.index if packet.pts is None else packet.pts, rgb
@@ -265,7 +266,7 @@ class DecodedStream:
         table = self._seek_table()
         first = table.intra_at_or_before(i) if table is not None else 0
         if self._packets is None or not first <= self._next <= i:
-            self._packets = self.reader.packets(first)
+            self._packets = self.decoder.timings.timed(self.reader.packets(first), "container")
             self._next = first
         while self._next < i:
             self.decoder.parse(self._next_packet())
@@ -291,6 +292,8 @@ class DecodedStream:
         self.close()
 
 
-def open(path: str | os.PathLike, device: str = "auto", model: str | os.PathLike | None = None) -> DecodedStream:
-    """Open a .hfc stream for reading decoded frames (see DecodedStream); use it as a context manager."""
-    return DecodedStream(path, device, model)
+def open(path: str | os.PathLike, device: str = "auto", model: str | os.PathLike | None = None,
+         precision: str = "auto") -> DecodedStream:
+    """Open a .hfc stream for reading decoded frames (see DecodedStream); use it as a context manager.
+    `precision`: the pixel path's (auto, mixed or fp32: vcodec/networks/pixel_path.py); the symbols never depend on it."""
+    return DecodedStream(path, device, model, precision)
