@@ -11,6 +11,11 @@ summation order (any BLAS, any thread count) gives the exact same integers. Resc
 division followed by floor(x + 1/2). A scale index is an integer comparison of the last layer's accumulator with
 integer thresholds, so no exp/log runs on the decision path.
 
+Where int8 GEMM is fast (oneDNN with AVX-512 VNNI) the larger layers compute the same integers from int8 digit
+products instead (integer_gemm.py, `_FastLayer` below; 3-5x faster than float64 there). The float64 arithmetic
+stays the reference: FAST_PATH = False uses it everywhere, and it runs wherever the int8 form is unavailable, not
+provably exact for the values at hand, or not faster (small layers).
+
 Bounds (checked at export and at load): |input| <= 2^22 (z is clamped to Z_CLAMP = 2^14, activations and
 fixed-point latents to ACT_MAX = 2^22), |weight| < 2^WEIGHT_BITS = 2^15, fan-in <= MAX_FAN_IN = 2^14,
 |bias| < BIAS_LIMIT = 2^50. Every product is then < 2^(22 + 15) = 2^37 and every partial sum, bias included,
@@ -32,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vcodec.networks import integer_gemm as gemm
+
 ACT_FRAC_BITS = 8
 ACT_MAX = float(2**22)
 WEIGHT_BITS = 15
@@ -40,10 +47,23 @@ MAX_FAN_IN = 2**14
 BIAS_LIMIT = 2.0**50
 EXACT_LIMIT = 2.0**53
 CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+# The arithmetic of IntegerStack: int8-digit GEMMs (integer_gemm.py) where they are available, exact (checked per
+# layer and call) and worth it, float64 elsewhere. Both give the same integers; False keeps to float64 (the
+# reference the tests compare with).
+FAST_PATH = True
+# Below these many multiply-adds per layer float64 is about as fast: the int8 path costs some 0.1 ms more per layer
+# (measured on a 2-core AVX-512 EPYC, 1 and 2 threads: the crossover lies between about 1 and 10 M for convolutions,
+# the higher the fewer output channels, and between about 1 and 3 M for 1x1 products at chosen positions).
+FAST_MIN_MACS = 6_000_000
+FAST_MIN_MACS_POINTS = 2_000_000
+# Transposed convolutions left to float64 (no int8 path here) run as s*s stride-1 convolutions, their sub-pixel
+# form, from this size on: the same sums, faster than conv_transpose2d's GEMM and col2im (h_s's 128 -> 192 one at
+# 720p: 1.7x on one thread).
+SUBPIXEL_MIN_MACS = 5_000_000
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x + 0.5)
+    return (x + 0.5).floor_()
 
 
 _round_half_up = round_half_up  # the name earlier code used
@@ -52,7 +72,8 @@ _round_half_up = round_half_up  # the name earlier code used
 def to_fixed(x: torch.Tensor) -> torch.Tensor:
     """A float tensor (a decoded latent) as integers with ACT_FRAC_BITS fractional bits, clamped to +-ACT_MAX:
     float64, exact, and the same on every machine for the same float32 input."""
-    return round_half_up(x.double() * 2.0**ACT_FRAC_BITS).clamp_(-ACT_MAX, ACT_MAX)
+    x = x.to(torch.float64, copy=True)  # a copy, so the in-place steps below never touch the caller's tensor
+    return x.mul_(2.0**ACT_FRAC_BITS).add_(0.5).floor_().clamp_(-ACT_MAX, ACT_MAX)  # round_half_up, in place
 
 
 def _fan_in(weight_shape, transposed: bool, stride: tuple[int, int], groups: int = 1) -> int:
@@ -116,6 +137,7 @@ class IntegerStack:
     def __init__(self, layers: list[dict], in_exp: int):
         self.layers = layers  # kind, weight and bias (float64 integers), exp, stride, padding, output_padding, relu
         self.in_exp = in_exp
+        self._fast: list | None = None  # the layers' int8-digit forms, built on first use
 
     @property
     def out_exp(self) -> int:
@@ -218,30 +240,71 @@ class IntegerStack:
     # -- inference -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        """a: float64 integers (1, C, h, w) at 2^in_exp, |a| <= 2^22 -> activations, or the last accumulator."""
-        exp_in = self.in_exp
-        for layer in self.layers:
-            if layer["kind"] == "deconv":
-                acc = F.conv_transpose2d(a, layer["weight"], layer["bias"], layer["stride"], layer["padding"],
-                                         layer["output_padding"])
+        """a: float64 integers (1, C, h, w) at 2^in_exp, |a| <= 2^22 -> activations, or the last accumulator.
+
+        With FAST_PATH each layer runs on int8 digits where that is available, exact and worth it, and a large
+        transposed convolution left to float64 runs phase by phase; else as the reference. The same integers."""
+        fast = self._fast_layers() if a.dim() == 4 and a.shape[0] == 1 else None
+        int8 = fast is not None and gemm.available()
+        ints = None  # int32 (C, h, w) and its peak, while the layers run on int8 digits
+        for i, layer in enumerate(self.layers):
+            plan = fast[i] if fast else None
+            shape = ints[0].shape[1:] if ints else a.shape[2:]
+            if int8 and plan is not None and plan.worth_it(shape, FAST_MIN_MACS):
+                ints = ints or _to_ints(a[0])
+                out = plan.conv(*ints) if ints else None
+                if out is not None:
+                    ints, a = (out, None) if isinstance(out, tuple) else (None, out[None])
+                    continue
+            if ints:
+                a, ints = ints[0][None].double(), None
+            exp_in = self.in_exp if i == 0 else ACT_FRAC_BITS
+            if plan is not None and plan.deconv and plan.worth_it(shape, SUBPIXEL_MIN_MACS):
+                a = self._requantize(plan.deconv_float64(a), layer, exp_in)
             else:
-                acc = F.conv2d(a, layer["weight"], layer["bias"], layer["stride"], layer["padding"])
-            a = self._requantize(acc, layer, exp_in)
-            exp_in = ACT_FRAC_BITS
-        return a
+                a = self._plain_layer(a, layer, exp_in)
+        return ints[0][None].double() if ints else a
 
     @torch.no_grad()
     def points(self, a: torch.Tensor) -> torch.Tensor:
         """For a stack of 1x1 convolutions only: a (C, n) float64 integers at chosen positions -> (C_out, n).
         The same integers as __call__ at those positions, for a fraction of the work (one checkerboard half)."""
-        exp_in = self.in_exp
         for layer in self.layers:
             if layer["kind"] != "conv" or layer["weight"].shape[2:] != (1, 1):
                 raise ValueError("points() needs 1x1 convolutions")
-            acc = layer["weight"][:, :, 0, 0] @ a + layer["bias"][:, None]
-            a = self._requantize(acc, layer, exp_in)
-            exp_in = ACT_FRAC_BITS
-        return a
+        fast, n = (self._fast_layers() if gemm.available() else None), a.shape[-1]
+        ints = None
+        for i, layer in enumerate(self.layers):
+            plan = fast[i] if fast else None
+            if plan is not None and plan.worth_it((1, n), FAST_MIN_MACS_POINTS):
+                ints = ints or _to_ints(a)
+                out = plan.points(*ints) if ints else None
+                if out is not None:
+                    ints, a = (out, None) if isinstance(out, tuple) else (None, out)
+                    continue
+            if ints:
+                a, ints = ints[0].double(), None
+            exp_in = self.in_exp if i == 0 else ACT_FRAC_BITS
+            a = self._requantize(layer["weight"][:, :, 0, 0] @ a + layer["bias"][:, None], layer, exp_in)
+        return ints[0].double() if ints else a
+
+    def _plain_layer(self, a: torch.Tensor, layer: dict, exp_in: int) -> torch.Tensor:
+        """One layer in float64: the reference arithmetic."""
+        if layer["kind"] == "deconv":
+            acc = F.conv_transpose2d(a, layer["weight"], layer["bias"], layer["stride"], layer["padding"],
+                                     layer["output_padding"])
+        else:
+            acc = F.conv2d(a, layer["weight"], layer["bias"], layer["stride"], layer["padding"])
+        return self._requantize(acc, layer, exp_in)
+
+    def _fast_layers(self) -> list | None:
+        """Each layer's faster form (None where it has none), built on first use; None when FAST_PATH is off."""
+        if not FAST_PATH:
+            return None
+        if self._fast is None:
+            self._fast = [_FastLayer.build(layer, self.in_exp if i == 0 else ACT_FRAC_BITS, layer is self.layers[-1])
+                          for i, layer in enumerate(self.layers)]
+        return self._fast
 
     def _requantize(self, acc: torch.Tensor, layer: dict, exp_in: int) -> torch.Tensor:
         last = layer is self.layers[-1]
@@ -253,6 +316,184 @@ class IntegerStack:
         return round_half_up(acc * 2.0**shift).clamp(-ACT_MAX, ACT_MAX)
 
 
+def _to_ints(a: torch.Tensor) -> tuple[torch.Tensor, float] | None:
+    """float64 integers -> (int32, peak |a|); None beyond ACT_MAX (or NaN): those stay on the float64 path."""
+    if a.numel() == 0:
+        return None
+    lo, hi = torch.aminmax(a)
+    peak = max(-float(lo), float(hi))
+    return (a.to(torch.int32), peak) if peak <= ACT_MAX else None
+
+
+class _FastLayer:
+    """One layer's faster forms, each giving the float64 path's integers: convolutions over int8 digits
+    (integer_gemm.py) and, for a transposed convolution, float64 convolutions phase by phase.
+
+    A transposed convolution of stride s is s*s stride-1 convolutions, one per output phase r (output s*m + r sums
+    w[s*t + r + p] * a[m - t] over t: the sub-pixel form, only the taps each phase uses), interleaved after. The
+    requantization (scale 2^shift, rounding offset 1/2) is folded into the recombination of the digits."""
+
+    @classmethod
+    def build(cls, layer: dict, exp_in: int, last: bool) -> "_FastLayer | None":
+        try:
+            return cls(layer, exp_in, last)
+        except ValueError:  # a geometry or scale this form does not cover: that layer stays on float64
+            return None
+
+    def __init__(self, layer: dict, exp_in: int, last: bool):
+        w, s, p = layer["weight"], layer["stride"], layer["padding"]
+        self.deconv = layer["kind"] == "deconv"
+        if self.deconv:
+            cin, cout, kh, kw = w.shape
+            (y_lo, y_hi), (x_lo, x_hi) = _taps(kh, s, p), _taps(kw, s, p)
+            self.kernel, self.pad, self.stride, self.phases = (y_hi - y_lo + 1, x_hi - x_lo + 1), (y_hi, x_hi), 1, s
+            self.geometry = (s, p, layer["output_padding"], kh, kw)
+            self.parts = []  # (weight digits, kernel window offset, window size, output phase)
+            self.float_parts = []  # the same with float64 weights
+            for ry in range(s):
+                for rx in range(s):
+                    # window position j uses tap s * (t_max - j) + r + p of the kernel
+                    jy = [j for j in range(self.kernel[0]) if 0 <= s * (y_hi - j) + ry + p < kh]
+                    jx = [j for j in range(self.kernel[1]) if 0 <= s * (x_hi - j) + rx + p < kw]
+                    if not jy or not jx:
+                        raise ValueError("an output phase without taps")
+                    sub = w[:, :, [s * (y_hi - j) + ry + p for j in jy]][:, :, :, [s * (x_hi - j) + rx + p for j in jx]]
+                    sub = sub.permute(1, 0, 2, 3).contiguous()  # (C_out, C_in, ty, tx): a convolution's weight
+                    self.float_parts.append((sub, (jy[0], jx[0]), (len(jy), len(jx)), ry * s + rx))
+                    self._add_part(sub.reshape(cout, -1), (jy[0], jx[0]), (len(jy), len(jx)), ry * s + rx)
+        else:
+            cout, cin, kh, kw = w.shape
+            self.kernel, self.pad, self.stride, self.phases = (kh, kw), (p, p), s, 1
+            self.parts = []
+            self._add_part(w.reshape(cout, -1), (0, 0), (kh, kw), 0)
+        self.cin, self.cout = cin, cout
+        self.bias = bias = layer["bias"]
+        shift = ACT_FRAC_BITS - (layer["exp"] + exp_in)
+        if last and not layer["relu"]:
+            self.mode, self.scale, half = "acc", 1.0, 0.0  # the raw accumulator
+        else:
+            if shift < -52:  # the offset 2^(-shift-1) would not add exactly: float64 path
+                raise ValueError("requantization shift out of range")
+            self.mode = "relu" if layer["relu"] else "signed"
+            self.scale, half = 2.0**shift, (2.0 ** (-shift - 1) if shift < 0 else 0.0)
+        # floor(acc * 2^shift + 1/2) = floor((acc + half) * 2^shift); after a ReLU's clamp at 0 the truncating
+        # int32 cast is that floor.
+        self.offset = ((bias + half) * self.scale)[:, None]
+        self.offset_peak = float((bias + half).abs().max())
+
+    def _add_part(self, matrix: torch.Tensor, at: tuple[int, int], size: tuple[int, int], phase: int) -> None:
+        self.parts.append((gemm.WeightDigits(matrix), at, size, phase))
+
+    def _out_shape(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """Outputs per phase (oh, ow), and the layer's output size."""
+        if self.deconv:
+            st, p, op, k_h, k_w = self.geometry
+            out_h, out_w = (h - 1) * st - 2 * p + k_h + op, (w - 1) * st - 2 * p + k_w + op
+            return -(-out_h // st), -(-out_w // st), out_h, out_w
+        (kh, kw), (ph, pw), s = self.kernel, self.pad, self.stride
+        oh, ow = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+        return oh, ow, oh, ow
+
+    def worth_it(self, shape, least: int) -> bool:
+        """Enough work (at least `least` multiply-adds) for the int8 GEMMs to beat float64."""
+        oh, ow = self._out_shape(*shape)[:2]
+        return sum(d.rows * d.k for d, *_ in self.parts) * max(oh, 0) * max(ow, 0) >= least
+
+    def deconv_float64(self, a: torch.Tensor) -> torch.Tensor:
+        """A transposed convolution's accumulator (1, C_out, h', w') in float64, phase by phase: the products and
+        sums of conv_transpose2d in another order, so the same integers (every partial sum stays below 2^53)."""
+        _, c, h, w = a.shape
+        oh, ow, out_h, out_w = self._out_shape(h, w)
+        (kh, kw), (ph, pw), st = self.kernel, self.pad, self.phases
+        hb, wb = max(ph + h, oh - 1 + kh), max(pw + w, ow - 1 + kw)
+        x = F.pad(a, (pw, wb - w - pw, ph, hb - h - ph))
+        out = torch.empty((1, self.cout, oh, st, ow, st), dtype=torch.float64)
+        for weight, (y0, x0), (ty, tx), phase in self.float_parts:
+            window = x[:, :, y0:y0 + oh + ty - 1, x0:x0 + ow + tx - 1]
+            out[:, :, :, phase // st, :, phase % st] = F.conv2d(window, weight, self.bias)
+        return out.view(1, self.cout, st * oh, st * ow)[:, :, :out_h, :out_w].contiguous()
+
+    def _accumulate(self, peak: float, n: int, window) -> torch.Tensor | None:
+        """The scaled accumulator (C_out, phases, n) float64, or None where not provably exact. window(digits) ->
+        a function (at, size) -> the (K, digits * n) int8 columns of that kernel window."""
+        digits = gemm.digits_for(peak)
+        if digits is None:
+            return None
+        bounds = gemm.digit_bounds(digits, peak)
+        for w, *_ in self.parts:
+            if not (gemm.int32_exact(bounds, w) and gemm.combine_exact(bounds, w, self.offset_peak)):
+                return None
+        cols = window(digits)
+        acc = torch.empty((self.cout, self.phases**2, n), dtype=torch.float64)
+        for w, at, size, phase in self.parts:
+            gemm.matmul_combine(w, cols(at, size), bounds, self.offset, self.scale, out=acc[:, phase])
+        return acc
+
+    def _finish(self, acc: torch.Tensor):
+        """Requantized activations as (int32, peak), or the float64 accumulator of a last linear layer."""
+        if self.mode == "acc":
+            return acc
+        if self.mode == "relu":
+            ints = acc.clamp_(0.0, ACT_MAX).to(torch.int32)
+            return ints, float(ints.max())
+        ints = acc.floor_().clamp_(-ACT_MAX, ACT_MAX).to(torch.int32)
+        lo, hi = torch.aminmax(ints)
+        return ints, float(max(-int(lo), int(hi)))
+
+    def points(self, ints: torch.Tensor, peak: float):
+        """ints (C, n) -> (int32 (C_out, n), peak), or the float64 accumulator; None: use the float64 path."""
+        c, n = ints.shape
+
+        def window(digits):
+            buf = torch.empty((c, digits, n), dtype=torch.int8)
+            gemm.split(ints, digits, buf.unbind(1))
+            return lambda at, size: buf.view(c, digits * n)
+
+        acc = self._accumulate(peak, n, window)
+        if acc is None:
+            return None
+        out = self._finish(acc.view(self.cout, n))
+        return out
+
+    def conv(self, ints: torch.Tensor, peak: float):
+        """ints (C, h, w) -> (int32 (C_out, h', w'), peak), or the float64 accumulator (C_out, h', w')."""
+        c, h, w = ints.shape
+        (kh, kw), (ph, pw), s = self.kernel, self.pad, self.stride
+        oh, ow, out_h, out_w = self._out_shape(h, w)
+        if oh <= 0 or ow <= 0:
+            return None
+        hb, wb = max(ph + h, (oh - 1) * s + kh), max(pw + w, (ow - 1) * s + kw)
+
+        def window(digits):
+            buf = torch.zeros((c, digits, hb, wb), dtype=torch.int8)
+            gemm.split(ints, digits, [buf[:, d, ph:ph + h, pw:pw + w] for d in range(digits)])
+            sc, sd = buf.stride(0), buf.stride(1)
+
+            def cols(at, size):
+                view = buf.as_strided((c, *size, digits, oh, ow), (sc, wb, 1, sd, s * wb, s), at[0] * wb + at[1])
+                return view.reshape(c * size[0] * size[1], digits * oh * ow)
+            return cols
+
+        acc = self._accumulate(peak, oh * ow, window)
+        if acc is None:
+            return None
+        out = self._finish(acc)
+        x = out[0] if isinstance(out, tuple) else out
+        st = self.phases  # interleave the phases: (C, ry, rx, m, n) -> (C, m, ry, n, rx), then the output size
+        x = x.view(self.cout, st, st, oh, ow).permute(0, 3, 1, 4, 2).reshape(self.cout, st * oh, st * ow)
+        x = x[:, :out_h, :out_w]
+        return (x, out[1]) if isinstance(out, tuple) else x.contiguous()
+
+
+def _taps(k: int, s: int, p: int) -> tuple[int, int]:
+    """The range of t over which a transposed convolution's output phases r (s*m + r) sum w[s*t + r + p] a[m - t]."""
+    lo = min(-((r + p) // s) for r in range(s))  # ceil(-(r + p) / s)
+    hi = max((k - 1 - r - p) // s for r in range(s))
+    if hi < 0 or hi < lo:
+        raise ValueError("transposed convolution padding beyond its kernel")
+    return lo, hi
+
+
 def _channels(layer: dict) -> tuple[int, int]:
     w = layer["weight"]
     return (w.shape[0], w.shape[1]) if layer["kind"] == "deconv" else (w.shape[1], w.shape[0])
@@ -260,7 +501,39 @@ def _channels(layer: dict) -> tuple[int, int]:
 
 def scale_index(acc_log_sigma: torch.Tensor, thresholds: torch.Tensor) -> np.ndarray:
     """Scale index of each accumulator value: how many integer thresholds are <= it (uint8)."""
+    if acc_log_sigma.numel() >= 16384 and FAST_PATH:
+        guess = _uniform_guess(thresholds)
+        if guess is not None:
+            return _scale_index_uniform(acc_log_sigma, thresholds, *guess).numpy()
     return torch.searchsorted(thresholds, acc_log_sigma.contiguous(), right=True).to(torch.uint8).numpy()
+
+
+def _uniform_guess(thresholds: torch.Tensor) -> tuple[float, float] | None:
+    """(c, 1/step) such that g = floor((x - c) / step) is the scale index of x or one less, for thresholds within
+    `dev` of a uniform grid of `step` (the table's are: log-uniform scales, rounded up to integers); None else."""
+    t = thresholds
+    if t.dim() != 1 or not 2 <= len(t) <= 254:
+        return None
+    step = (float(t[-1]) - float(t[0])) / (len(t) - 1)
+    if not step > 0:
+        return None
+    dev = float((t - (float(t[0]) + step * torch.arange(len(t), dtype=torch.float64))).abs().max())
+    dev += 1e-6 * step  # room for the rounding of (x - c) / step near the grid, where |x - c| <= ~len(t) step
+    if not 2 * dev < step:
+        return None
+    return float(t[0]) + dev - step, 1.0 / step
+
+
+def _scale_index_uniform(x: torch.Tensor, thresholds: torch.Tensor, c: float, inv_step: float) -> torch.Tensor:
+    """searchsorted(right=True) for near-uniform thresholds in fewer passes: a guess g with threshold g - 1 <= x
+    (every threshold below g is <= x) and threshold g + 1 > x, so the index is g + (threshold g <= x).
+
+    Why exact: with t_i within dev of t_0 + i step and g = floor((x - t_0 - dev) / step) + 1, every i < g has
+    t_i <= t_0 + i step + dev <= x, and every i > g has t_i >= t_0 + i step - dev > x + step - 2 dev > x."""
+    n = len(thresholds)
+    g = torch.sub(x, c).mul_(inv_step).floor_().clamp_(0, n).to(torch.uint8)
+    ext = torch.cat([thresholds, thresholds.new_full((1,), math.inf)])
+    return g.add_(x >= torch.take(ext, g.long()))
 
 
 def thresholds_at(log_thresholds: np.ndarray, out_exp: int) -> np.ndarray:
