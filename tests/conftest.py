@@ -23,6 +23,27 @@ def sample_frames(count: int, width: int | None = None, height: int | None = Non
     return [np.ascontiguousarray(f[: height or f.shape[0], : width or f.shape[1]]) for f in frames]
 
 
+TONE_RATE = 44100  # Hz: the sample rate of the test clips' audio
+
+
+def mux_tone(container, stream, samples: int) -> None:
+    """A 440 Hz stereo sine of `samples` samples, from the stream's time 0, coded by `stream` (an audio stream of the
+    output `container`, e.g. AAC at TONE_RATE) and muxed; the encoder is flushed at the end."""
+    import av
+
+    rate, t = stream.codec_context.sample_rate, 0
+    while t < samples:
+        n = min(1024, samples - t)
+        tone = (0.5 * np.sin(2 * np.pi * 440 * (np.arange(n) + t) / rate)).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = rate, t
+        t += n
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_pngs(folder: Path, frames: list[np.ndarray], prefix: str = "f", digits: int = 3) -> Path:
     from PIL import Image
 
@@ -98,6 +119,15 @@ def tiny_timed_stream(tiny_stream, tmp_path_factory) -> Path:
             packet.pts = pts
             w.write(packet)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_all_flags_stream(tmp_path_factory) -> Path:
+    """An I- and a P-frame encoded from a clip with a variable frame rate, a rotation, a sample aspect ratio and AAC
+    audio: every header flag set (fuzz/streams.py; the fuzzers mutate the same stream)."""
+    from fuzz.streams import all_flags_stream
+
+    return all_flags_stream(tmp_path_factory.mktemp("all-flags"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,11 +19,11 @@ from vcodec import container as C
 from vcodec.cli import main
 from vcodec.errors import EXIT_DAMAGED, DamagedStream
 
-from conftest import read_video, sample_frames
+from conftest import TONE_RATE, mux_tone, read_video, sample_frames
 from fuzz.harness import decode_bytes
 from fuzz.mutations import allowed_outcomes, layout, mutate
 
-FRAMES, FPS, RATE = 25, 25, 44100
+FRAMES, FPS, RATE = 25, 25, TONE_RATE
 AAC_FRAME = 1024  # samples: "within one audio frame" (mkv keeps the encoder's priming frame, which mp4 hides)
 SLACK = 1e-6  # seconds of rounding
 
@@ -47,18 +46,9 @@ def clip_with_audio(path: Path, seconds: float = 1.0) -> Path:
             frame.pts = i
             for p in video.encode(frame):
                 c.mux(p)
-        total, t = round(seconds * RATE), 0
-        while t < total:
-            n = min(AAC_FRAME, total - t)
-            tone = (0.5 * np.sin(2 * np.pi * 440 * (np.arange(n) + t) / RATE)).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts = RATE, t
-            t += n
-            for p in audio.encode(frame):
-                c.mux(p)
-        for s in (video, audio):
-            for p in s.encode():
-                c.mux(p)
+        mux_tone(c, audio, round(seconds * RATE))
+        for p in video.encode():
+            c.mux(p)
     return path
 
 

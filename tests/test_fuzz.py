@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from fuzz import harness
 from fuzz.harness import Crash, decode_bytes
 from fuzz.mutations import allowed_outcomes, layout, mutate
+from vcodec import container as C
 
 from conftest import REPO
 
@@ -41,6 +42,24 @@ def test_mutated_timed_streams_never_crash(tiny_timed_stream, tmp_path, seed):
     clean = tiny_timed_stream.read_bytes()
     data, kind = mutate(clean, random.Random(seed))
     decode_bytes(data, tmp_path / "case", allowed_outcomes(kind), suffix=".mkv")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mutated_streams_with_every_flag_never_crash(tiny_all_flags_stream, tmp_path, seed):
+    """A stream with timestamps, display metadata and audio at once (as a phone's clip would make it), decoded to
+    .mkv, which writes all three: the mutations of each flag's fields among the others."""
+    data, kind = mutate(tiny_all_flags_stream.read_bytes(), random.Random(seed))
+    decode_bytes(data, tmp_path / "case", allowed_outcomes(kind), suffix=".mkv")
+
+
+def test_a_stream_with_every_flag_gets_every_flags_mutations(tiny_all_flags_stream, tmp_path):
+    clean = tiny_all_flags_stream.read_bytes()
+    assert layout(clean).flags == C.FLAG_AUDIO | C.FLAG_TIMESTAMPS | C.FLAG_DISPLAY
+    kinds = {mutate(clean, random.Random(seed))[1] for seed in range(1500)}
+    assert {"packet.pts", "header.tb_num", "header.tb_den", "header.rotation", "header.sar_den", "audio.pts",
+            "audio.section.tb_den", "audio.splice.swap"} <= kinds, kinds
+    assert decode_bytes(clean, tmp_path / "clean", {"ok"}, suffix=".mkv") == "ok"
 
 
 def test_timed_streams_get_their_own_mutations(tiny_timed_stream):

@@ -48,6 +48,17 @@ class EncodeResult:
     qualities: list[float] = field(default_factory=list)  # each GOP's quality, when rate control chose them
     timed: bool = False  # the frames carry their own times: the source's frame rate varies
     display: C.Display | None = None  # the source's rotation / sample aspect ratio, passed through
+    duration: Fraction | None = None  # seconds the stream lasts, as probe() counts them (None: frames / fps)
+
+    @property
+    def stream_seconds(self) -> Fraction:
+        """How long the stream lasts: frames / fps, or for timed frames the last one's time and an average frame."""
+        return self.duration if self.duration is not None else Fraction(self.frames) / self.fps
+
+    @property
+    def kbps(self) -> float:
+        """The file's bitrate over the stream's real duration (what `vcodec info` reports)."""
+        return self.bytes * 8 / 1000 / max(1e-9, float(self.stream_seconds))
 
     @property
     def bpp(self) -> float:
@@ -167,12 +178,13 @@ def encode(
         total = 0
         n = 0
         p_frames = 0
+        last_pts = None
         scores = []
         with C.StreamWriter(output, header, kept.streams if kept else None) as writer:
 
             def emit(rgb: np.ndarray, packet: C.Packet) -> int:
-                nonlocal total, n, p_frames
-                packet.pts = source.take_time()
+                nonlocal total, n, p_frames, last_pts
+                packet.pts = last_pts = source.take_time()
                 if source.clock is not None and source.clock.timed and not header.timed:
                     writer.carry_timestamps(source.clock.time_base)  # a frame out of place: all carry their times
                 with coder.timings.stage("container"):
@@ -201,18 +213,31 @@ def encode(
                     for sound in source.take_audio():
                         writer.write_audio(sound)
 
-                planner = QualityPlanner(coder, target, info.width, info.height, fps_out, header.size)
+                planner = QualityPlanner(coder, target, info.width, info.height, fps_out, header.size,
+                                         lambda count, last: _coming_seconds(source, count, last))
                 chosen = encode_at_target(coder, planner, frames_in, header_gop, emit, audio_so_far)
             if n == 0:
                 raise InputError(f"{input}: no frames to encode (start {start} is past the end?)")
             for sound in source.finish_audio():
                 writer.write_audio(sound)
         size = output.stat().st_size
+        # What the stream lasts, as probe() and `vcodec info` count it: to the last frame's time, an average frame more.
+        duration = last_pts * header.time_base + 1 / fps_out if header.timed else Fraction(n) / fps_out
     mean_psnr = sum(scores) / len(scores) if scores else None
     return EncodeResult(n, size, info.width, info.height, fps_out, time.perf_counter() - t0, mean_psnr,
                         coder.timings.as_dict(), header.gop, header.inter_model, p_frames,
                         [a.codec for a in kept.streams] if kept else [], chosen if target is not None else [],
-                        header.timed, header.display)
+                        header.timed, header.display, duration)
+
+
+def _coming_seconds(source, count: int, last: bool) -> Fraction | None:
+    """Rate control's view of time: how long the next `count` frames to be coded are shown (to the time of the one
+    after them; the last ones, an average frame after their last), or None while the source's frames are evenly
+    spaced, when count / fps is exact and rate control works on frames as it always has."""
+    clock = source.clock
+    if clock is None or not clock.timed:
+        return None
+    return clock.coming_seconds(count, last)
 
 
 def decode(
@@ -276,29 +301,36 @@ def decode(
         if on_start:
             on_start({"width": h.width, "height": h.height, "fps": h.fps, "frames": wanted, "model": h.model,
                       "start": start})
+        with_audio = audio and h.has_audio and takes_audio(output)
+        if audio and h.has_audio and not with_audio:
+            kind = "y4m holds" if to_stdout or output.suffix.lower() == ".y4m" else "PNG frames hold"
+            note(f"the stream's audio is not written: {kind} video only")
         sound = None
-        if audio and h.has_audio:
-            if takes_audio(output):  # the span's audio, on a clock that starts when frame `start` is shown
-                sound = AudioFeed(stream.reader, stream.time_of(start) if start else Fraction(0),
-                                  stream.time_of(start + wanted) if partial else None)
-            else:
-                kind = "y4m holds" if to_stdout or output.suffix.lower() == ".y4m" else "PNG frames hold"
-                note(f"the stream's audio is not written: {kind} video only")
         sink = None
-        n = zero = 0
+        n = zero = last = 0
+        settle_end = False  # the span's end is known only from the frames written (below)
         damage = None
         timings = stream.decoder.timings
         try:
             try:
                 for pts, rgb in stream.frames_with_pts(start, frames) if partial else stream.frames_with_pts():
                     if sink is None:
+                        zero = pts  # the output's clock starts when its first frame is shown
+                        if with_audio:  # the span's audio, on that clock
+                            end = None
+                            if partial:  # what starts at or after the time of the first frame left out is left out
+                                try:
+                                    end = stream.time_of(start + wanted)
+                                except DamagedStream:  # its time is in a damaged packet: the frames written decide
+                                    settle_end = True
+                            sound = AudioFeed(stream.reader, zero * stream.time_base if start else Fraction(0), end)
                         sink = open_sink(output, h.width, h.height, h.fps, h.colour, codec, crf, lossless,
                                          sound.streams if sound else None, note, h.time_base, h.display)
-                        zero = pts  # the output's clock starts when its first frame is shown
                     if sound:  # the audio up to this frame's end first (a frame of a timed stream: an average one)
                         sound.write_until(sink, (pts - zero) * stream.time_base + 1 / h.fps)
                     with timings.stage("write"):
                         sink.write(rgb, pts - zero)
+                    last = pts
                     n += 1
                     if on_frame:
                         on_frame(n)
@@ -308,6 +340,8 @@ def decode(
                 damage = e  # the intact frames before it are still published
             if sink is not None:
                 if sound:
+                    if settle_end:  # the span ends where its last frame written does (an average frame after it)
+                        sound.end = last * stream.time_base + 1 / h.fps
                     sound.write_until(sink, None)  # damaged video costs no audio
                 with timings.stage("write"):  # the output's encoder finishes its last frames
                     sink.close()
@@ -355,8 +389,7 @@ def probe(input: str | os.PathLike) -> dict:
                 })
         except DamagedStream as e:
             damage = {"frame": e.frame, "message": str(e)}
-        # A timed stream lasts to its last frame's time and one average frame more (what decode gives that frame).
-        seconds = rows[-1]["pts"] * tick + 1 / h.fps if h.timed and rows else h.frame_count / h.fps
+        seconds = _duration(reader, rows, damage is not None)
         d = h.display
         audio, audio_bytes, audio_damage = _audio_rows(reader)
         if damage is None and audio_damage is not None:
@@ -377,7 +410,8 @@ def probe(input: str | os.PathLike) -> dict:
             "fps": f"{h.fps.numerator}/{h.fps.denominator}",
             "fps_float": float(h.fps),
             "variable_frame_rate": h.timed,  # then fps is the average, and each frame has its own pts
-            "time_base": f"{tick.numerator}/{tick.denominator}",  # of the frames' pts
+            # of the frames' pts; None without them (frame i is shown at i / fps, its "pts" being i)
+            "time_base": f"{tick.numerator}/{tick.denominator}" if h.timed else None,
             "display": None if d is None else {"rotation": d.rotation, "mirror": d.mirror,
                                                "sample_aspect_ratio": f"{d.aspect.numerator}:{d.aspect.denominator}"},
             "colour": {"matrix": h.colour.matrix, "full_range": h.colour.full_range, "primaries": h.colour.primaries,
@@ -394,6 +428,26 @@ def probe(input: str | os.PathLike) -> dict:
             "audio_bytes": audio_bytes,
             "damage": damage,
         }
+
+
+def _duration(reader: C.StreamReader, rows: list[dict], damaged: bool) -> Fraction:
+    """How long the stream lasts, in seconds: frame count / fps; for a timed stream, to its last frame's time and one
+    average frame more (what decode gives that frame). The last frame's time is its packet's: read with the frames
+    when they are intact, else from the seek table (the index, checked against every packet header), and when that
+    is damaged too, unknown: then the frame count / fps stands for it."""
+    h = reader.header
+    if not h.timed or not h.frame_count:
+        return Fraction(h.frame_count) / h.fps
+    if not damaged:
+        return rows[-1]["pts"] * h.time_base + 1 / h.fps
+    parsed = reader.index_bytes
+    try:
+        last = reader.seek_table().pts[-1]
+    except DamagedStream:
+        return Fraction(h.frame_count) / h.fps
+    finally:
+        reader.index_bytes = parsed  # what probe reports stays the index as the packets read it: none when damaged
+    return last * h.time_base + 1 / h.fps
 
 
 def _audio_rows(reader: C.StreamReader) -> tuple[list[dict], int, C.DamagedAudio | None]:

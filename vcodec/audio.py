@@ -25,6 +25,10 @@ PARAMETERS_FORMAT = "matroska"
 # The codec a container gets when it cannot hold the source's (and the rate it is coded at, None: the source's).
 _REENCODE = {".mp4": ("aac", None), ".mov": ("aac", None), ".m4v": ("aac", None), ".webm": ("libopus", 48000),
              ".mkv": ("flac", None), ".avi": ("libmp3lame", None)}
+# Containers without a timestamp before 0, whose muxer would otherwise shift every stream by a copied track's priming
+# (an AAC encoder's first packet starts before 0) rounded up to a whole tick of each: for AVI's video, a whole frame
+# late. There a copied track starts at 0 instead (its priming played, as AVI has no edit list to hide it).
+_NO_NEGATIVE = {".avi"}
 
 
 # ------------------------------------------------------------------------------------------------------ encoding
@@ -86,6 +90,10 @@ class AudioKeeper:
         dts, duration = packet.dts - shift, max(0, packet.duration or 0)
         if (self.trim_start and (pts + duration) * tb <= 0) or (self.end is not None and pts * tb >= self.end):
             return None
+        if not (C.time_in_range(pts, tb) and C.time_in_range(dts, tb)):
+            self.notes(f"audio stream {n}: a packet at {float(pts * tb):.0f} s is further from the first frame than a "
+                       f"stream's timestamps reach ({C.MAX_SECONDS} s); left out")
+            return None
         if packet.size > C.MAX_AUDIO_PAYLOAD:
             self.notes(f"audio stream {n}: a packet of {packet.size} bytes (at {float(pts * tb):.3f} s) is larger than "
                        f"a stream holds ({C.MAX_AUDIO_PAYLOAD}); left out")
@@ -134,6 +142,7 @@ class _Track:
     decoder: object = None
     resampler: object = None
     samples: int = 0  # samples coded so far: the re-encoded track's clock
+    shift: int | None = None  # a copied track in a container without negative timestamps: ticks added to each
 
 
 class AudioWriter:
@@ -142,6 +151,7 @@ class AudioWriter:
 
     def __init__(self, output, suffix: str, streams: list[AudioStream], notes: Callable[[str], None]):
         self.output = output
+        self.starts_at_zero = suffix in _NO_NEGATIVE
         self.tracks: dict[int, _Track] = {}
         self.damage: DamagedAudio | None = None
         for k, s in enumerate(streams):
@@ -163,7 +173,7 @@ class AudioWriter:
             return _Track(k, s.time_base, out)
         except ValueError:  # this container cannot hold the codec: decode it, and code it as the container can
             pass
-        except (av.error.FFmpegError, TypeError) as e:
+        except (av.error.FFmpegError, TypeError, OverflowError) as e:
             source.close()
             raise DamagedAudio(f"audio stream {k}: cannot be written ({e})") from None
         try:
@@ -173,7 +183,7 @@ class AudioWriter:
             ctx.layout = "stereo" if s.channels >= 2 else "mono"
             resampler = av.AudioResampler(format=ctx.codec.audio_formats[0].name, layout=ctx.layout.name,
                                           rate=ctx.sample_rate)
-        except (av.error.FFmpegError, ValueError, TypeError, KeyError, IndexError) as e:
+        except (av.error.FFmpegError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
             source.close()
             raise DamagedAudio(f"audio stream {k}: cannot be written ({e})") from None
         notes(f"audio stream {k}: {suffix} cannot hold {s.codec}, so it is re-encoded as {codec}")
@@ -189,6 +199,10 @@ class AudioWriter:
             p.pts, p.dts, p.duration = packet.pts, packet.dts, packet.duration
             p.time_base = track.time_base
             if track.decoder is None:
+                if self.starts_at_zero:
+                    if track.shift is None:  # its first packet: the earliest (dts never goes back)
+                        track.shift = max(0, -min(packet.pts, packet.dts))
+                    p.pts, p.dts = packet.pts + track.shift, packet.dts + track.shift
                 p.is_keyframe = packet.keyframe
                 p.stream = track.out
                 self.output.mux(p)
@@ -233,43 +247,46 @@ class AudioWriter:
             raise problem
 
 
-def shifted(packets: Iterator[AudioPacket], streams: list[AudioStream], start: Fraction,
-            end: Fraction | None) -> Iterator[AudioPacket]:
-    """The packets of the span [start, end) seconds (packets that end before a start > 0, or start at or after the
-    end, are left out), on a clock that starts at `start`: the audio of a decode from frame N."""
-    for p in packets:
-        tb = streams[p.stream].time_base
-        if start > 0 and (p.pts + p.duration) * tb <= start:
-            continue
-        if end is not None and p.pts * tb >= end:
-            continue
-        shift = round(start / tb)
-        yield AudioPacket(p.stream, p.pts - shift, p.dts - shift, p.duration, p.keyframe, p.data)
-
-
 class AudioFeed:
     """The audio a decode writes beside its frames: the stream's packets of the span asked for, on the output's
     clock, handed to a sink up to a given time, so that the muxer gets audio and video interleaved. The first damage
-    stops the audio, never the video, and is kept in `damage`."""
+    stops the audio, never the video, and is kept in `damage`.
+
+    The span is [start, end) seconds on the stream's clock: packets that end before a start > 0, or start at or after
+    the end, are left out, and the others are shifted to a clock that starts at `start`. `end` (None: the stream's
+    end) may be settled late, up to the call that writes the rest (`write_until(sink, None)`): a decode that meets
+    damage learns where its span ends only from the frames it could write."""
 
     def __init__(self, reader: C.StreamReader, start: Fraction, end: Fraction | None):
         self.damage: DamagedAudio | None = None
         self.streams: list[AudioStream] = []
-        self._packets: Iterator[AudioPacket] | None = None
-        self._pending: AudioPacket | None = None
+        self.start, self.end = start, end
+        self._packets: Iterator[tuple[AudioPacket, Fraction]] | None = None
+        self._pending: tuple[AudioPacket, Fraction] | None = None
         try:
             self.streams = reader.audio_streams()
         except DamagedAudio as e:
             self.damage = e
         if self.streams:
-            self._packets = shifted(reader.audio_packets(), self.streams, start, end)
+            self._packets = self._span(reader.audio_packets())
+
+    def _span(self, packets: Iterator[AudioPacket]) -> Iterator[tuple[AudioPacket, Fraction]]:
+        """(the packet on the output's clock, when it starts on the stream's) for the packets that do not end
+        before the span's start."""
+        for p in packets:
+            tb = self.streams[p.stream].time_base
+            if self.start > 0 and (p.pts + p.duration) * tb <= self.start:
+                continue
+            shift = round(self.start / tb)
+            yield AudioPacket(p.stream, p.pts - shift, p.dts - shift, p.duration, p.keyframe, p.data), p.pts * tb
 
     def _stop(self, damage: DamagedAudio) -> None:
         self.damage = self.damage or damage
         self._packets = self._pending = None
 
     def write_until(self, sink, until: Fraction | None) -> None:
-        """Write the packets that start before `until` seconds (None: all that are left) into `sink`."""
+        """Write the packets that start before `until` seconds on the output's clock (None: all that are left, up to
+        the span's end) into `sink`."""
         while self._packets is not None:
             if self._pending is None:
                 try:
@@ -280,10 +297,12 @@ class AudioFeed:
                 except DamagedAudio as e:
                     self._stop(e)
                     return
-            packet = self._pending
+            packet, starts = self._pending
             if until is not None and packet.pts * self.streams[packet.stream].time_base >= until:
                 return
             self._pending = None
+            if self.end is not None and starts >= self.end:
+                continue  # after the span (another stream's packets may still be in it)
             try:
                 sink.write_audio(packet)
             except DamagedAudio as e:

@@ -183,7 +183,7 @@ def encode(
     rate = f"{float(result.fps):.3f} fps" + (" (variable: each frame keeps its time)" if result.timed else "")
     line = (
         f"{result.frames} frames ({structure}) {result.width}x{result.height} @ {rate} -> {output}: "
-        f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.bytes * 8 / 1000 / (result.frames / float(result.fps)):.1f} kbit/s"
+        f"{result.bytes} bytes, {result.bpp:.4f} bpp, {result.kbps:.1f} kbit/s"
     )
     if result.qualities:
         low, high = min(result.qualities), max(result.qualities)

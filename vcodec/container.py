@@ -65,7 +65,11 @@ MAX_CODEC_PARAMETERS = 64 * 1024
 MAX_AUDIO_PAYLOAD = 1024 * 1024
 MAX_AUDIO_PACKETS = 100_000_000
 MAX_TIMESTAMP = 2**62
-MAX_TIME_BASE_TERM = 2**31 - 1  # a time base's numerator and denominator: what FFmpeg's AVRational holds
+MAX_TIME_BASE_TERM = 2**31 - 1  # a time base's terms, video's and audio's: what FFmpeg's AVRational holds
+# The latest a frame or audio packet may be shown, in seconds from frame 0 (68 years; audio either side of it): so far
+# that even in the finest time base a stream holds, 1/(2^31 - 1) s, it is under 2^62 ticks, which every output's int64
+# timestamps hold. pts x time base beyond it is damage to a reader, and an encoder refuses such a source.
+MAX_SECONDS = 2**31
 MAX_ASPECT_TERM = 65535  # a sample aspect ratio's terms: what H.264 / HEVC VUI holds
 
 # The file header body is PRE, the model name (PRE's last field bytes of UTF-8), then POST.
@@ -78,12 +82,39 @@ _AUDIO_OFFSET = struct.Struct("<Q")
 _TIME_BASE = struct.Struct("<II")
 _DISPLAY = struct.Struct("<HBII")  # rotation, mirror, sample aspect ratio
 _PTS = struct.Struct("<q")
+_PACKET_CRCS = struct.Struct("<II")  # a packet header ends with the payload's CRC and its own
+SUBSTREAM_COUNT_AT = _PACKET_FIXED.size - 1  # the packet header's last fixed field: the substream count (u8)
 _MODEL_COUNT = struct.Struct("<B")
 _AUDIO_SECTION_HEAD = struct.Struct("<4sIB")
 _AUDIO_STREAM_FIELDS = struct.Struct("<IBIIII")  # after the codec name: rate, channels, time base, packets, params
 _AUDIO_PACKET = struct.Struct("<4sBBqqIIII")
 AUDIO_PACKET_HEADER = _AUDIO_PACKET.size
 _CODEC_NAME = re.compile(rb"[a-z0-9_]+\Z")
+# The structs above by name, for tools that read or change a stream's bytes themselves (tests/fuzz/mutations.py):
+# their fields in the order docs/FORMAT.md lists them.
+STRUCTS = {"header_pre": _HEADER_PRE, "header_post": _HEADER_POST, "time_base": _TIME_BASE, "display": _DISPLAY,
+           "packet": _PACKET_FIXED, "pts": _PTS, "packet_crcs": _PACKET_CRCS, "audio_section": _AUDIO_SECTION_HEAD,
+           "audio_stream": _AUDIO_STREAM_FIELDS, "audio_packet": _AUDIO_PACKET, "index_entry": _INDEX_ENTRY}
+
+
+def pts_offset(substreams: int) -> int:
+    """Where a packet's pts starts, from its `HFPK` (docs/FORMAT.md): after the fixed fields and the substream
+    lengths. The other fields of a timed packet's header follow it as they follow the lengths in an untimed one."""
+    return _PACKET_FIXED.size + 4 * substreams
+
+
+def packet_header_size(substreams: int, timed: bool) -> int:
+    """Bytes of a packet's header, `HFPK` through its own CRC: the payload follows."""
+    return pts_offset(substreams) + (_PTS.size if timed else 0) + _PACKET_CRCS.size
+
+
+def time_in_range(ticks: int, time_base: Fraction) -> bool:
+    """Whether `ticks` of `time_base` (either sign) are within MAX_SECONDS, in integers."""
+    return abs(ticks) * time_base.numerator <= MAX_SECONDS * time_base.denominator
+
+
+def time_base_in_range(time_base: Fraction) -> bool:
+    return 0 < time_base.numerator <= MAX_TIME_BASE_TERM and 0 < time_base.denominator <= MAX_TIME_BASE_TERM
 
 
 def representable_quality(q: float) -> float:
@@ -185,7 +216,7 @@ class Header:
             body += _AUDIO_OFFSET.pack(self.audio_offset)
         if self.timed:
             tb = self.time_base
-            if not (0 < tb.numerator <= MAX_TIME_BASE_TERM and 0 < tb.denominator <= MAX_TIME_BASE_TERM):
+            if not time_base_in_range(tb):
                 raise ValueError(f"time base {tb} out of range")
             body += _TIME_BASE.pack(tb.numerator, tb.denominator)
         if self.display is not None:
@@ -267,6 +298,8 @@ class AudioStream:
             raise ValueError(f"bad audio codec name {self.codec!r}")
         if not 0 < len(self.parameters) <= MAX_CODEC_PARAMETERS:
             raise ValueError("audio codec parameters must be 1..64 KiB")
+        if not time_base_in_range(Fraction(self.time_base)):
+            raise ValueError(f"audio time base {self.time_base} out of range (terms 1..{MAX_TIME_BASE_TERM})")
         return bytes([len(name)]) + name + _AUDIO_STREAM_FIELDS.pack(
             self.sample_rate, self.channels, self.time_base.numerator, self.time_base.denominator, self.packets,
             len(self.parameters)) + self.parameters
@@ -345,6 +378,8 @@ class StreamWriter:
             raise ValueError("timestamps must start at 0 and increase")
         if (packet.pts is None) != (last is None) and self.index:
             raise ValueError("either every packet has a pts or none has")
+        if self.header.timed and not time_in_range(packet.pts, self.header.time_base):
+            raise ValueError(f"frame {packet.index} is shown later than {MAX_SECONDS} s")
         blob = packet.pack(self.header.timed)
         self.index.append(IndexEntry(self.file.tell(), len(blob), packet.frame_type, packet.pts))
         self._guarded(self.file.write, blob)
@@ -358,6 +393,8 @@ class StreamWriter:
             return
         if any(e.pts is None for e in self.index):
             raise ValueError("the packets written so far have no pts")
+        if self.index and not time_in_range(self.index[-1].pts, Fraction(time_base)):
+            raise ValueError(f"frame {len(self.index) - 1} is shown later than {MAX_SECONDS} s")
         self.header.time_base = Fraction(time_base)
         self.header.pack()  # the time base is checked before anything is rewritten
         self._guarded(self._rewrite_timed)
@@ -442,9 +479,9 @@ class StreamWriter:
 
 def _with_pts(blob: bytes, pts: int) -> bytes:
     """A packet as written without a pts, written again with one (its header checksum recomputed)."""
-    at = _PACKET_FIXED.size + 4 * blob[_PACKET_FIXED.size - 1]  # the pts goes after the substream lengths
-    head = blob[:at] + _PTS.pack(pts) + blob[at : at + 4]
-    return head + struct.pack("<I", zlib.crc32(head)) + blob[at + 8 :]
+    at = pts_offset(blob[SUBSTREAM_COUNT_AT])
+    head = blob[:at] + _PTS.pack(pts) + blob[at : at + 4]  # the payload's CRC follows the pts; the header's is redone
+    return head + struct.pack("<I", zlib.crc32(head)) + blob[at + _PACKET_CRCS.size :]
 
 
 def _umask() -> int:
@@ -569,12 +606,14 @@ def _validate_header(h: Header) -> None:
         raise DamagedStream(f"bad header: bit depth {h.colour.bit_depth} (v1 streams are 8-bit)")
 
 
-def _pts_fault(pts: int, index: int, after: int | None) -> str | None:
+def _pts_fault(pts: int, index: int, after: int | None, time_base: Fraction) -> str | None:
     """What is wrong with frame `index`'s pts, given the pts of the frame before it (None: nothing, frame 0)."""
     if index == 0:
         return None if pts == 0 else f"frame 0's timestamp is {pts}, not 0"
     if after is None or not after < pts <= MAX_TIMESTAMP:
         return f"timestamp {pts} does not follow the frame before it ({after})"
+    if not time_in_range(pts, time_base):
+        return f"timestamp {pts} is {float(pts * time_base):.3g} s, later than any output holds ({MAX_SECONDS} s)"
     return None
 
 
@@ -591,18 +630,18 @@ def read_packet(f: BinaryIO, header: Header, expected_index: int, after: int | N
     _, index, ftype, q, lc, lh, lw, hc, hh, hw, n_sub = _PACKET_FIXED.unpack(head)
     if not 0 < n_sub <= MAX_SUBSTREAMS:
         raise DamagedStream(f"frame {expected_index}: damaged packet header (substream count {n_sub})", expected_index)
-    timed = _PTS.size if header.timed else 0
-    tail = _read_exact(f, 4 * n_sub + timed + 8)
+    timed = header.timed
+    tail = _read_exact(f, packet_header_size(n_sub, timed) - len(head))
     if tail is None:
         raise DamagedStream(f"frame {expected_index}: truncated packet header", expected_index)
     lengths = struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub])
-    pts = _PTS.unpack_from(tail, 4 * n_sub)[0] if timed else None
-    payload_crc, head_crc = struct.unpack("<II", tail[-8:])
+    pts = _PTS.unpack_from(tail, pts_offset(n_sub) - len(head))[0] if timed else None
+    payload_crc, head_crc = _PACKET_CRCS.unpack(tail[-_PACKET_CRCS.size :])
     if zlib.crc32(head + tail[:-4]) != head_crc:
         raise DamagedStream(f"frame {expected_index}: damaged packet header (checksum mismatch)", expected_index)
     if index != expected_index:
         raise DamagedStream(f"frame {expected_index}: packet for frame {index} found instead", expected_index)
-    fault = _pts_fault(pts, index, after) if timed else None
+    fault = _pts_fault(pts, index, after, header.time_base) if timed else None
     if fault:
         raise DamagedStream(f"frame {index}: damaged packet header ({fault})", index)
     if ftype not in FRAME_TYPES:
@@ -683,11 +722,10 @@ def _packet_extent(f: BinaryIO, offset: int, end: int, timed: bool) -> tuple[int
     if head is None or head[:4] != PACKET_MARK:
         return None
     _, index, ftype, *_, n_sub = _PACKET_FIXED.unpack(head)
-    extra = _PTS.size if timed else 0
-    tail = _read_exact(f, 4 * n_sub + extra + 8) if 0 < n_sub <= MAX_SUBSTREAMS else None
+    tail = _read_exact(f, packet_header_size(n_sub, timed) - len(head)) if 0 < n_sub <= MAX_SUBSTREAMS else None
     if tail is None or zlib.crc32(head + tail[:-4]) != struct.unpack("<I", tail[-4:])[0]:
         return None
-    pts = _PTS.unpack_from(tail, 4 * n_sub)[0] if timed else None
+    pts = _PTS.unpack_from(tail, pts_offset(n_sub) - len(head))[0] if timed else None
     return index, ftype, len(head) + len(tail) + sum(struct.unpack(f"<{n_sub}I", tail[: 4 * n_sub])), pts
 
 
@@ -718,7 +756,7 @@ def _check_entries(f: BinaryIO, header: Header, header_size: int, offset: int, c
                                 f"packet {i} is {_type_name(ftype)})")
         if e.size != nbytes:
             raise DamagedStream(f"damaged index (entry {i} says {e.size} bytes, packet {i} has {nbytes})")
-        fault = _pts_fault(e.pts, i, last) if header.timed else None
+        fault = _pts_fault(e.pts, i, last, header.time_base) if header.timed else None
         if fault:
             raise DamagedStream(f"frame {i}: damaged packet header ({fault})", i)
         last = e.pts
@@ -766,7 +804,8 @@ def read_audio_section(f: BinaryIO, header: Header, file_size: int) -> tuple[lis
             raise DamagedAudio(f"audio stream {k}: damaged description (codec name)")
         rate, channels, tb_num, tb_den, packets, m = _AUDIO_STREAM_FIELDS.unpack_from(blob, fields_at)
         params_at = fields_at + _AUDIO_STREAM_FIELDS.size
-        if not (0 < rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_AUDIO_CHANNELS and tb_num > 0 and tb_den > 0
+        if not (0 < rate <= MAX_SAMPLE_RATE and 0 < channels <= MAX_AUDIO_CHANNELS
+                and 0 < tb_num <= MAX_TIME_BASE_TERM and 0 < tb_den <= MAX_TIME_BASE_TERM
                 and packets <= MAX_AUDIO_PACKETS and 0 < m <= MAX_CODEC_PARAMETERS and params_at + m <= end):
             raise DamagedAudio(f"audio stream {k}: damaged description (a field is out of range)")
         streams.append(AudioStream(name.decode("ascii"), rate, channels, Fraction(tb_num, tb_den),
@@ -787,7 +826,8 @@ def read_audio_packet(f: BinaryIO, streams: list[AudioStream], number: int) -> A
         raise DamagedAudio(f"audio packet {number}: damaged header (checksum mismatch)")
     if stream >= len(streams) or flags > 1 or not 0 < length <= MAX_AUDIO_PAYLOAD:
         raise DamagedAudio(f"audio packet {number}: damaged header (stream, flags or length out of range)")
-    if max(abs(pts), abs(dts)) > MAX_TIMESTAMP:
+    tb = streams[stream].time_base
+    if max(abs(pts), abs(dts)) > MAX_TIMESTAMP or not (time_in_range(pts, tb) and time_in_range(dts, tb)):
         raise DamagedAudio(f"audio packet {number}: timestamp out of range")
     data = _read_exact(f, length)
     if data is None:

@@ -10,6 +10,7 @@ stdout writes as it goes (a pipe cannot be taken back).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from vcodec.container import MAX_SIDE, Colour, DamagedAudio, Display
+from vcodec.container import MAX_FRAMES, MAX_SIDE, Colour, DamagedAudio, Display
 from vcodec.errors import InputError, OutputError
 from vcodec.paths import named_path, natural_key
 
@@ -428,6 +429,10 @@ AUDIO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}  # the output
 # The outputs that hold per-frame times and a display matrix. AVI holds a constant rate (FFmpeg fills a gap in the
 # times with empty frames, one per tick of the time base), y4m and PNG frames hold neither.
 TIMED_SUFFIXES = DISPLAY_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm"}
+# The outputs that hold a constant rate beside audio at its real times: timed frames are repeated or dropped there
+# to stay at their times (VideoSink), up to as many output frames as a stream may count.
+CFR_SUFFIXES = {".avi"}
+MAX_CFR_FRAMES = MAX_FRAMES
 # The encoders that carry a sample aspect ratio in their bitstream (H.264 and HEVC VUI). PyAV sets none on the
 # container (AVStream), so FFV1, VP9 and raw video tracks cannot be given one here.
 ASPECT_CODECS = {"libx264", "libx264rgb", "libx265"}
@@ -583,12 +588,33 @@ def _even(side: int) -> int:
 
 class VideoSink(Sink):
     """A video file (or, with `pipe`, y4m on stdout). The playable default pads an odd side by repeating its last
-    row or column: 4:2:0 H.264 has no odd sizes, and its cropping works in steps of two pixels."""
+    row or column: 4:2:0 H.264 has no odd sizes, and its cropping works in steps of two pixels.
+
+    Frames with their own times (`time_base`) keep them where the container holds them (TIMED_SUFFIXES). An AVI holds
+    a constant rate, and its audio is muxed at its real times: there, as ffmpeg's `-fps_mode cfr` does, frames are
+    repeated or dropped so that output frame k (shown at k / fps) is the frame on screen at the middle of its
+    interval, which keeps every frame within half an output frame of its time and so of the audio (CFR_SUFFIXES).
+    y4m holds no audio, and there (and in PNG frames) each frame is written once, one after another."""
+
+    tmp: Path | None = None
+    cfr: "_ConstantRate | None" = None  # timed frames on the constant-rate clock of an AVI
+    _held: av.VideoFrame | None = None  # there: the frame written once the next one says for how long
+    _last_tick: tuple[int, int, int] | None = None  # timed outputs: (frame, output tick, pts) of the frame before
+    _tick_said = False
 
     def __init__(self, path: Path, width: int, height: int, fps: Fraction, colour: Colour,
                  codec: str | None = None, crf: int | None = None, lossless: bool = False,
                  pipe: BinaryIO | None = None, audio: list | None = None, notes=None,
                  time_base: Fraction | None = None, display: Display | None = None):
+        try:  # whatever goes wrong once the temp file exists (a muxer's refusal, an overflow): nothing is left behind
+            self._open(path, width, height, fps, colour, codec, crf, lossless, pipe, audio, notes, time_base, display)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, path: Path, width: int, height: int, fps: Fraction, colour: Colour, codec: str | None,
+              crf: int | None, lossless: bool, pipe: BinaryIO | None, audio: list | None, notes,
+              time_base: Fraction | None, display: Display | None) -> None:
         suffix = ".y4m" if pipe is not None else path.suffix.lower()
         notes = notes or (lambda note: None)
         self.path = path
@@ -618,12 +644,18 @@ class VideoSink(Sink):
             raise InputError(f"cannot write {suffix} with codec '{codec}': {e}") from None
         self.stream.width, self.stream.height = width, height
         self.stream.time_base = Fraction(1, 1) / fps
+        self.notes, self.fps = notes, Fraction(fps)
         if time_base is not None:
             if suffix in TIMED_SUFFIXES:
                 self.time_base = Fraction(time_base)
                 self.stream.time_base = self.stream.codec_context.time_base = self.time_base
                 # Each frame lasts until the next one; the last one, for the average frame's time.
                 self.frame_ticks = max(1, round(1 / (fps * self.time_base)))
+            elif suffix in CFR_SUFFIXES and pipe is None:
+                self.cfr = _ConstantRate(Fraction(time_base), self.fps)
+                notes(f"the stream's frame times (a variable frame rate) are not written: {_kind(suffix, pipe)} holds "
+                      f"a constant rate ({float(fps):.3f} fps), so frames are repeated or dropped to keep each at its "
+                      "time, and in sync with the audio (as ffmpeg -fps_mode cfr)")
             else:
                 notes(f"the stream's frame times (a variable frame rate) are not written: {_kind(suffix, pipe)} holds a "
                       f"constant rate, at which its frames follow one another ({float(fps):.3f} fps)")
@@ -720,16 +752,54 @@ class VideoSink(Sink):
 
     def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
         frame = self._frame(rgb)
+        if self.cfr is not None:
+            slot = self.cfr.slot_of(pts)
+            if slot > MAX_CFR_FRAMES:
+                at, kind = float(pts * self.cfr.time_base), _kind(self.path.suffix.lower(), self.pipe)
+                raise OutputError(f"cannot write {self.name}: a frame is shown at {at:.0f} s, and a constant-rate "
+                                  f"{kind} would need more than {MAX_CFR_FRAMES:,} frames to reach it; write .mkv or "
+                                  ".mp4, which keep the frames' own times")
+            while self._held is not None and self.frames_written < slot:  # the frame before, where it is on screen
+                self._encode(self._held, self.frames_written)
+            self._held = frame  # dropped if the next frame takes its output frame; else written when that one comes
+            return
         if self.time_base is not None:
             frame.pts, frame.time_base, frame.duration = pts, self.time_base, self.frame_ticks
+            self._check_tick(pts)
         else:
             frame.pts = self.frames_written
+        self._encode(frame)
+
+    def _encode(self, frame: av.VideoFrame, pts: int | None = None) -> None:
+        if pts is not None:
+            frame.pts = pts
         self.frames_written += 1
         try:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except (av.error.FFmpegError, OSError) as e:
             raise self._failed(e) from None
+
+    def _check_tick(self, pts: int) -> None:
+        """Say (once) when two frames fall on one tick of the output's clock (Matroska counts milliseconds; the MP4
+        family, the stream's time base): a stream whose frames are closer than that shows one of them only."""
+        if self._tick_said:
+            return
+        if self._last_tick is None:
+            try:
+                self.container.start_encoding()  # the muxer's time base is known once its header is written
+            except (av.error.FFmpegError, OSError) as e:
+                raise self._failed(e) from None
+        tick = Fraction(self.stream.time_base)
+        at = _round_half_away(pts * self.time_base / tick)  # as FFmpeg rescales a timestamp
+        if self._last_tick is not None and at <= self._last_tick[1]:
+            apart = float((pts - self._last_tick[2]) * self.time_base) * 1000
+            self.notes(f"frames {self._last_tick[0]} and {self.frames_written} of the output are shown {apart:.3g} ms "
+                       f"apart, closer than {_kind(self.path.suffix.lower(), self.pipe)}'s ticks of "
+                       f"{float(tick) * 1000:.3g} ms: they share a time in the output, where players show one of them "
+                       "(said for the first such pair only)")
+            self._tick_said = True
+        self._last_tick = (self.frames_written, at, pts)
 
     def write_audio(self, packet) -> None:
         """Mux one audio packet (container.AudioPacket on the output's clock); DamagedAudio if it cannot be."""
@@ -738,6 +808,9 @@ class VideoSink(Sink):
 
     def close(self) -> None:
         try:
+            if self.cfr is not None and self._held is not None:  # the last frame, shown for an average frame
+                self._encode(self._held, self.frames_written)
+                self._held = None
             for packet in self.stream.encode():
                 self.container.mux(packet)
             if self.audio is not None:
@@ -764,6 +837,28 @@ class VideoSink(Sink):
             pass
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _ConstantRate:
+    """Timed frames on a constant-rate clock (ffmpeg's -fps_mode cfr): output frame k, shown from k / fps to
+    (k + 1) / fps, is the frame on screen at the middle of that interval. So a frame shown at t (pts x time base)
+    takes the output frames from round(t x fps) to the next frame's first, none of them more than half an output
+    frame from its time; a frame the next one replaces within the same output frame is dropped, and the last frame
+    takes one."""
+
+    time_base: Fraction
+    fps: Fraction
+
+    def slot_of(self, pts: int) -> int:
+        """The first output frame of the frame shown at `pts`."""
+        return _round_half_away(pts * self.time_base * self.fps)
+
+
+def _round_half_away(x: Fraction) -> int:
+    """x to the nearest integer, halves away from zero (av_rescale_q's rounding)."""
+    n = math.floor(abs(x) + Fraction(1, 2))
+    return n if x >= 0 else -n
 
 
 def _kind(suffix: str, pipe) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,11 +58,21 @@ class Target:
 
 
 class QualityPlanner:
-    """Chooses each GOP's quality for a VideoEncoder (codec.py), one GOP ahead."""
+    """Chooses each GOP's quality for a VideoEncoder (codec.py), one GOP ahead.
 
-    def __init__(self, encoder, target: Target, width: int, height: int, fps, header_bytes: int):
+    A bitrate is bits per second of the stream's duration. With evenly spaced frames that is frames / fps, and a GOP's
+    share is its frames' part of the target; for a source whose frames carry their own times (a variable frame rate)
+    `seconds(count, last)` says how long the next `count` frames are shown (None while they are evenly spaced), and a
+    GOP's share is the target over that time."""
+
+    def __init__(self, encoder, target: Target, width: int, height: int, fps, header_bytes: int,
+                 seconds: Callable[[int, bool], float | None] | None = None):
         self.encoder, self.target = encoder, target
         self.pixels = width * height
+        self.fps = float(fps)
+        self.seconds_of = seconds if target.kind == "bitrate" else None
+        self.seconds = 0.0  # of the GOPs coded so far, when a GOP was timed (then the budget counts seconds)
+        self.timed = False
         if target.kind == "bitrate":
             self.frame_bits = target.value / float(fps)
         elif target.kind == "bpp":
@@ -134,19 +145,30 @@ class QualityPlanner:
             return C.representable_quality(min(Q.MAX_QUALITY, q + 1 / C.QUALITY_STEPS / 2))  # at least the target
         n = len(frames)
         overhead = 8.0 * n * (PACKET_HEADER_BYTES + 4 * self.substreams) + 8 * 13 * n  # packet headers, index
-        owed = self.frame_bits * (self.frames + n) - self.spent_bits  # this GOP's share, with the error so far
-        share = self.frame_bits * n
+        seconds = self.seconds_of(n, last) if self.seconds_of else None
+        if seconds is not None:
+            self.timed = True
+            overhead += 8.0 * n * (C.packet_header_size(0, True) - C.packet_header_size(0, False))  # their pts
+        if not self.timed:
+            owed = self.frame_bits * (self.frames + n) - self.spent_bits  # this GOP's share, with the error so far
+            share = self.frame_bits * n
+        else:  # the target over the time the GOP is shown (frames before the first timed GOP: at 1 / fps each)
+            seconds = float(seconds) if seconds is not None else n / self.fps
+            owed = self.target.value * (self.seconds + seconds) - self.spent_bits
+            share = self.target.value * seconds
         budget = max(0.05 * share, owed if last else share + 0.5 * (owed - share)) - overhead
         scale = self.real_payload / self.estimated_payload if self.estimated_payload else 1.0
         goal = math.log(max(1.0, budget / scale))
         q = self._solve(lambda v: math.log(max(1.0, self._gop_bits(raws, v))), goal)
-        self._pending = (n, self._gop_bits(raws, C.representable_quality(q)))
+        self._pending = (n, self._gop_bits(raws, C.representable_quality(q)),
+                         float(seconds) if self.timed else n / self.fps)
         return C.representable_quality(q)
 
     def record(self, packet_bytes: list[int], payload_bytes: int) -> None:
         """What the GOP really cost once coded (packets as written, their payloads alone)."""
-        n, estimate = getattr(self, "_pending", (len(packet_bytes), 0.0))
+        n, estimate, seconds = getattr(self, "_pending", (len(packet_bytes), 0.0, len(packet_bytes) / self.fps))
         self.frames += n
+        self.seconds += seconds
         self.spent_bits += 8.0 * (sum(packet_bytes) + 13 * n)
         if estimate:
             self.estimated_payload += estimate

@@ -153,11 +153,21 @@ class DecodedStream:
         """The unit of pts(): the stream's time base, or one frame (1 / fps) for a stream without timestamps."""
         return self.header.time_base if self.timed else 1 / self.header.fps
 
+    def _position(self, i: int) -> int:
+        """Frame i as s[i] counts it: a negative i counts from the end."""
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"frames are indexed by an integer, not {type(i).__name__}")
+        n = len(self)
+        i = int(i) + n if i < 0 else int(i)
+        if not 0 <= i < n:
+            raise IndexError(f"frame {i} is outside the stream's {n} frames")
+        return i
+
     def pts(self, i: int) -> int:
-        """Frame i's presentation time in time_base (0 for frame 0). Needs the index of a timed stream; when it is
-        damaged, the packets are read from the first frame on to find the times (DamagedStream past the damage)."""
-        if not 0 <= i < len(self):
-            raise IndexError(f"frame {i} is outside the stream's {len(self)} frames")
+        """Frame i's presentation time in time_base (0 for frame 0; a negative i counts from the end, as s[i] does).
+        Needs the index of a timed stream; when it is damaged, the packets are read from the first frame on to find
+        the times (DamagedStream past the damage)."""
+        i = self._position(i)
         if not self.timed:
             return i
         table = self._seek_table()
@@ -170,11 +180,12 @@ class DecodedStream:
         return known[i]
 
     def time_of(self, i: int) -> Fraction:
-        """When frame i is shown, in seconds from frame 0; time_of(len(s)) is when the stream ends (its last frame
-        shown for one average frame's time)."""
-        if i == len(self) and i:
-            return self.time_of(i - 1) + 1 / self.fps
-        if not self.timed and 0 <= i <= len(self):
+        """When frame i is shown, in seconds from frame 0 (a negative i counts from the end, as s[i] does);
+        time_of(len(s)) is when the stream ends (its last frame shown for one average frame's time)."""
+        if isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i == len(self):
+            return self.time_of(i - 1) + 1 / self.fps if i else Fraction(0)
+        i = self._position(i)
+        if not self.timed:
             return Fraction(i) / self.fps
         return self.pts(i) * self.time_base
 
@@ -209,12 +220,7 @@ class DecodedStream:
 
     # ------------------------------------------------------------------------------------------------- frames
     def __getitem__(self, i: int) -> np.ndarray:
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-            raise TypeError(f"frames are indexed by an integer, not {type(i).__name__}")
-        n = len(self)
-        i = int(i) + n if i < 0 else int(i)
-        if not 0 <= i < n:
-            raise IndexError(f"frame {i} is outside the stream's {n} frames")
+        i = self._position(i)
         if self._last is not None and self._last[0] == i:
             return self._last[1].copy()
         try:

@@ -15,7 +15,7 @@ from collections import deque
 from fractions import Fraction
 from typing import Callable
 
-from vcodec.container import MAX_TIMESTAMP
+from vcodec.container import MAX_SECONDS, MAX_TIMESTAMP, time_in_range
 from vcodec.errors import InputError
 
 HALF_TICK = Fraction(1, 2)
@@ -87,9 +87,9 @@ class SourceClock:
             pts = self.last + max(1, round(self.step))
         self.last = pts
         ticks = pts - self.first
-        if ticks > MAX_TIMESTAMP:
+        if ticks > MAX_TIMESTAMP or not time_in_range(ticks, self.time_base):
             raise InputError(f"frame {i} is shown {float(ticks * self.time_base):.0f} s after the first: later than a "
-                             "stream's timestamps reach")
+                             f"stream's timestamps reach ({MAX_SECONDS} s)")
         if i <= self.start:
             self.prefix_even = self.prefix_even and abs(ticks - i * self.step) <= HALF_TICK
         if i < self.start:
@@ -113,6 +113,15 @@ class SourceClock:
         if self.time_base is None:
             return None
         return self._pending.popleft()
+
+    def coming_seconds(self, count: int, last: bool) -> Fraction:
+        """How long the next `count` coded frames not yet taken are shown: from the first to the frame after them
+        (already seen: a reader looks one frame ahead), or with `last` (none follows) to an average frame after the
+        last of them, as a stream's duration counts its last frame."""
+        p = self._pending
+        if not last and len(p) > count:
+            return (p[count] - p[0]) * self.time_base
+        return (p[count - 1] - p[0]) * self.time_base + 1 / self.rate
 
     def finish(self) -> None:
         """After the last frame the source gave: the span's end is final (a span the source ended within keeps the

@@ -8,6 +8,7 @@ would, so the reader's length, shape, limit and consistency checks must do the w
 from __future__ import annotations
 
 import random
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -15,6 +16,43 @@ from dataclasses import dataclass, field
 from vcodec import container as C
 
 _U32 = struct.Struct("<I")
+
+
+def fields(struct_name: str, names: list[str]) -> dict[str, tuple[int, str]]:
+    """Offset and struct format of each named field of one of the container's structs (vcodec.container.STRUCTS),
+    from the struct's own format: `names` are its fields in order (a padding-free little-endian struct)."""
+    codes = []
+    for count, code in re.findall(r"(\d*)([a-zA-Z?])", C.STRUCTS[struct_name].format.lstrip("<")):
+        codes += [count + code] if code == "s" else [code] * int(count or 1)  # "6I": six fields; "32s": one
+    assert len(codes) == len(names), (struct_name, codes, names)
+    out, at = {}, 0
+    for name, code in zip(names, codes):
+        out[name] = (at, "<" + code)
+        at += struct.calcsize("<" + code)
+    return out
+
+
+_HEADER_PRE = fields("header_pre", ["version", "flags", "name_len"])
+_HEADER_POST = fields("header_post", ["hash", "entropy_form", "width", "height", "padded_width", "padded_height",
+                                      "fps_num", "fps_den", "matrix", "full_range", "primaries", "transfer",
+                                      "bit_depth", "gop", "frame_count"])
+_TIME_BASE = fields("time_base", ["tb_num", "tb_den"])
+_DISPLAY = fields("display", ["rotation", "mirror", "sar_num", "sar_den"])
+# After `HFPK`: the fixed fields of a packet header, then 4 bytes per substream, the pts (timed streams), two CRCs.
+PACKET_FIELDS = {k: v for k, v in fields("packet", ["mark", "index", "type", "quality", "latent_c", "latent_h",
+                                                    "latent_w", "hyper_c", "hyper_h", "hyper_w", "substreams"]).items()
+                 if k != "mark"}
+LENGTHS_AT = C.STRUCTS["packet"].size  # the substream lengths follow the fixed fields
+# An audio packet's header fields (docs/FORMAT.md) and where its payload length is.
+AUDIO_FIELDS = {k: v for k, v in fields("audio_packet", ["mark", "stream", "flags", "pts", "dts", "duration", "length",
+                                                         "payload_crc", "head_crc"]).items()
+                if k in ("stream", "flags", "pts", "dts", "duration", "length")}
+AUDIO_LENGTH = AUDIO_FIELDS["length"][0]
+# The audio section: its head (mark, size, stream count), then per stream the codec name's length and name, then
+# these fields, then the codec parameters.
+_AUDIO_SECTION = fields("audio_section", ["mark", "size", "count"])
+_AUDIO_STREAM = fields("audio_stream", ["rate", "channels", "tb_num", "tb_den", "packets", "params_len"])
+_INDEX_ENTRY = fields("index_entry", ["offset", "size", "type"])
 
 
 @dataclass
@@ -32,33 +70,40 @@ class Layout:
 
     def header_field(self, name: str) -> tuple[int, str]:
         """Offset and struct format of a header field."""
-        pre = {"version": (12, "<H"), "flags": (14, "<H"), "name_len": (16, "<B")}
-        if name in pre:
-            return pre[name]
-        end = self.header_size - 4  # the flags' own fields end the header: time base, then display metadata
-        display = {"rotation": (end - 11, "<H"), "mirror": (end - 9, "<B"), "sar_num": (end - 8, "<I"),
-                   "sar_den": (end - 4, "<I")}
-        if name in display:
-            return display[name]
-        if name in ("tb_num", "tb_den"):
-            at = end - (11 if self.flags & C.FLAG_DISPLAY else 0) - 8
-            return (at if name == "tb_num" else at + 4), "<I"
-        base = 17 + self.name_len
-        post = {"hash": (0, "32s"), "entropy_form": (32, "<B"), "width": (33, "<I"), "height": (37, "<I"),
-                "padded_width": (41, "<I"), "padded_height": (45, "<I"), "fps_num": (49, "<I"), "fps_den": (53, "<I"),
-                "matrix": (57, "<B"), "full_range": (58, "<B"), "bit_depth": (61, "<B"), "gop": (62, "<I"),
-                "frame_count": (66, "<I")}
-        off, fmt = post[name]
-        return base + off, fmt
+        pre_at = len(C.MAGIC) + _U32.size  # the magic and the header size come first
+        if name in _HEADER_PRE:
+            off, fmt = _HEADER_PRE[name]
+            return pre_at + off, fmt
+        end = self.header_size - _U32.size  # the flags' own fields end the header (time base, display), then its CRC
+        display_at = end - C.STRUCTS["display"].size
+        if name in _DISPLAY:
+            off, fmt = _DISPLAY[name]
+            return display_at + off, fmt
+        if name in _TIME_BASE:
+            off, fmt = _TIME_BASE[name]
+            at = (display_at if self.flags & C.FLAG_DISPLAY else end) - C.STRUCTS["time_base"].size
+            return at + off, fmt
+        off, fmt = _HEADER_POST[name]
+        return pre_at + C.STRUCTS["header_pre"].size + self.name_len + off, fmt
+
+    def audio_field(self, data: bytes, name: str) -> tuple[int, str]:
+        """Offset and struct format of a field of the audio section's head or of its first stream's description."""
+        a = self.audio_offset
+        if name in _AUDIO_SECTION:
+            off, fmt = _AUDIO_SECTION[name]
+            return a + off, fmt
+        name_at = a + C.STRUCTS["audio_section"].size
+        if name == "name_len":
+            return name_at, "<B"
+        off, fmt = _AUDIO_STREAM[name]
+        return name_at + 1 + data[name_at] + off, fmt
+
+    def audio_parameters(self, data: bytes) -> tuple[int, int]:
+        """Where the first audio stream's codec parameters are, and their length."""
+        at, fmt = self.audio_field(data, "params_len")
+        return at + struct.calcsize(fmt), struct.unpack_from(fmt, data, at)[0]
 
 
-# An audio packet's header fields (docs/FORMAT.md) and where its payload length is.
-AUDIO_FIELDS = {"stream": (4, "<B"), "flags": (5, "<B"), "pts": (6, "<q"), "dts": (14, "<q"), "duration": (22, "<I"),
-                "length": (26, "<I")}
-AUDIO_LENGTH = 26
-PACKET_FIELDS = {"index": (4, "<I"), "type": (8, "<B"), "quality": (9, "<B"), "latent_c": (10, "<H"),
-                 "latent_h": (12, "<H"), "latent_w": (14, "<H"), "hyper_c": (16, "<H"), "hyper_h": (18, "<H"),
-                 "hyper_w": (20, "<H"), "substreams": (22, "<B")}
 
 
 def header_fields(flags: int) -> list[str]:
@@ -72,9 +117,19 @@ def header_fields(flags: int) -> list[str]:
     return names
 
 
-def pts_bytes(flags: int) -> int:
-    """Bytes of pts in each packet header: 8 in a stream that carries timestamps."""
-    return 8 if flags & C.FLAG_TIMESTAMPS else 0
+def timed(flags: int) -> bool:
+    """Whether the packets carry a pts (header flag bit 1)."""
+    return bool(flags & C.FLAG_TIMESTAMPS)
+
+
+def substreams(data: bytes, off: int) -> int:
+    """The substream count of the packet at `off`."""
+    return data[off + C.SUBSTREAM_COUNT_AT]
+
+
+def pts_at(data: bytes, off: int) -> int:
+    """Where the pts of the (timed) packet at `off` is."""
+    return off + C.pts_offset(substreams(data, off))
 
 
 def layout(data: bytes) -> Layout:
@@ -84,9 +139,9 @@ def layout(data: bytes) -> Layout:
     packets = []
     at = header_size
     while data[at : at + 4] == C.PACKET_MARK:
-        n = data[at + 22]
-        lengths = struct.unpack_from(f"<{n}I", data, at + 23)
-        head = 23 + 4 * n + pts_bytes(flags) + 8
+        n = substreams(data, at)
+        lengths = struct.unpack_from(f"<{n}I", data, at + LENGTHS_AT)
+        head = C.packet_header_size(n, timed(flags))
         packets.append((at, head, sum(lengths)))
         at += head + sum(lengths)
     if data[at : at + 4] != C.AUDIO_SECTION_MARK:
@@ -105,8 +160,7 @@ def resign(data: bytearray, lay: Layout) -> None:
     h = lay.header_size
     data[h - 4 : h] = _U32.pack(zlib.crc32(bytes(data[: h - 4])))
     for off, head, payload in lay.packets:
-        n = data[off + 22]
-        if 23 + 4 * n + pts_bytes(lay.flags) + 8 != head:
+        if C.packet_header_size(substreams(data, off), timed(lay.flags)) != head:
             continue  # the mutation changed the substream count: leave this packet's CRCs as they were
         start = off + head
         data[off + head - 8 : off + head - 4] = _U32.pack(zlib.crc32(bytes(data[start : start + payload])))
@@ -198,10 +252,10 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         return bytes(data), f"header.{name}"
     off, head, payload = rng.choice(lay.packets)
     if kind == "packet":
-        names = list(PACKET_FIELDS) + (["pts"] * 3 if pts_bytes(lay.flags) else [])
+        names = list(PACKET_FIELDS) + (["pts"] * 3 if timed(lay.flags) else [])
         name = rng.choice(names)
         if name == "pts":  # after the substream lengths
-            at = off + 23 + 4 * data[off + 22]
+            at = pts_at(data, off)
             value = struct.unpack_from("<q", data, at)[0]
             new = rng.choice([0, -1, 1, value - 1, value + 1, 2**62, 2**62 + 1, 2**63 - 1, -(2**63)])
             struct.pack_into("<q", data, at, new)
@@ -213,8 +267,8 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         resign(data, lay)
         return bytes(data), f"packet.{name}"
     if kind == "lengths":
-        n = data[off + 22]
-        lengths = list(struct.unpack_from(f"<{n}I", data, off + 23))
+        n = substreams(data, off)
+        lengths = list(struct.unpack_from(f"<{n}I", data, off + LENGTHS_AT))
         k = rng.randrange(n)
         if rng.random() < 0.5 and n > 1:  # move bytes between substreams: same total, wrong split
             shift = rng.randint(-lengths[k], sum(lengths) - lengths[k])
@@ -223,7 +277,7 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
             lengths = [max(0, x) for x in lengths]
         else:
             lengths[k] = _hostile("<I", rng, lengths[k])
-        struct.pack_into(f"<{n}I", data, off + 23, *lengths)
+        struct.pack_into(f"<{n}I", data, off + LENGTHS_AT, *lengths)
         resign(data, lay)
         return bytes(data), "packet.lengths"
     if kind == "payload":
@@ -239,8 +293,8 @@ def _mutate_once(clean: bytes, rng: random.Random) -> tuple[bytes, str]:
         if rng.random() < 0.3:
             struct.pack_into("<I", data, i + 4, _hostile("<I", rng, count))
         elif count:
-            e = i + 8 + 13 * rng.randrange(count)
-            field = rng.choice([(0, "<Q"), (8, "<I"), (12, "<B")])
+            e = i + 8 + C.STRUCTS["index_entry"].size * rng.randrange(count)
+            field = rng.choice(list(_INDEX_ENTRY.values()))
             value = rng.choice([0, 1, len(data), 2**32 - 1, 2**63]) if field[1] == "<Q" else rng.choice([0, 1, 255, 2**32 - 1])
             value = min(value, {"<Q": 2**64 - 1, "<I": 2**32 - 1, "<B": 255}[field[1]])
             struct.pack_into(field[1], data, e + field[0], value)
@@ -285,19 +339,14 @@ def _mutate_audio(data: bytearray, lay: Layout, rng: random.Random) -> tuple[byt
         body = bytes(data[:start]) + b"".join(packets) + bytes(data[end:])
         return _reindexed(body, end - start - sum(map(len, packets))), f"audio.splice.{op}"
     if what == "section":
-        a = lay.audio_offset
         name = rng.choice(["count", "name_len", "rate", "channels", "tb_num", "tb_den", "packets", "params_len"])
-        n = data[a + 9]
-        rel, fmt = {"count": (8, "<B"), "name_len": (9, "<B"), "rate": (10 + n, "<I"), "channels": (14 + n, "<B"),
-                    "tb_num": (15 + n, "<I"), "tb_den": (19 + n, "<I"), "packets": (23 + n, "<I"),
-                    "params_len": (27 + n, "<I")}[name]
-        value = struct.unpack_from(fmt, data, a + rel)[0]
-        struct.pack_into(fmt, data, a + rel, _hostile(fmt, rng, value))
+        at, fmt = lay.audio_field(data, name)
+        value = struct.unpack_from(fmt, data, at)[0]
+        struct.pack_into(fmt, data, at, _hostile(fmt, rng, value))
         resign(data, lay)
         return bytes(data), f"audio.section.{name}"
     if what == "params":
-        a, n = lay.audio_offset, data[lay.audio_offset + 9]
-        params_at, params_len = a + 31 + n, _U32.unpack_from(data, a + 27 + n)[0]
+        params_at, params_len = lay.audio_parameters(data)
         for _ in range(rng.randint(1, 8)):
             data[params_at + rng.randrange(params_len)] = rng.randrange(256)
         resign(data, lay)
