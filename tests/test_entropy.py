@@ -104,3 +104,15 @@ def test_substream_ending_in_a_zero_word_is_reported(gaussian_coder):
     for damaged in (data + b"\x00" * 4, b"\x00" * 4):
         with pytest.raises(CorruptPayload):
             gaussian_coder.decode(damaged, which)
+
+
+@pytest.mark.parametrize("spread,seed", [(0.3, 0), (4.0, 1), (400.0, 2)])
+def test_cost_is_the_substreams_size(gaussian_coder, spread, seed):
+    """What the encoder's I/P decision prices (TableCoder.cost) is what encode() writes, escapes included, within
+    the coder's last words."""
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(GAUSSIAN), (96, 20, 30))
+    symbols = np.round(rng.normal(0, spread * (1 + which / 8))).astype(np.int64)
+    written = 8 * len(gaussian_coder.encode(symbols, which))
+    priced = gaussian_coder.cost(symbols, which)
+    assert abs(written - priced) <= 64 + 0.002 * written, (written, priced)

@@ -62,8 +62,19 @@ def test_pipe_round_trip_equals_the_file_round_trip_byte_for_byte(stream, tmp_pa
     assert (tmp_path / "piped.hfc").read_bytes() == (tmp_path / "file.hfc").read_bytes()
 
 
-def test_reader_going_away_ends_quietly(stream):
-    decoder = vcodec("decode", stream, "-", stdout=subprocess.PIPE)
+@pytest.fixture(scope="module")
+def long_stream(tmp_path_factory) -> Path:
+    """Four frames of 320x240: 0.9 MB of y4m, more than a pipe holds (64 KiB here), so the decoder must still be
+    writing when its reader goes away, however fast it decodes."""
+    root = tmp_path_factory.mktemp("pipes-long")
+    src = write_pngs(root / "src", sample_frames(4, 320, 240, start=12))
+    out = root / "long.hfc"
+    api.encode(src, out, quality=0, gop=4, fps=25)
+    return out
+
+
+def test_reader_going_away_ends_quietly(long_stream):
+    decoder = vcodec("decode", long_stream, "-", stdout=subprocess.PIPE)
     assert decoder.stdout.read(100).startswith(b"YUV4MPEG2")
     decoder.stdout.close()  # like `| head -c 100`
     err = decoder.stderr.read()

@@ -120,35 +120,42 @@ class VideoEncoder:
             x = self.intra.picture(rgb)
         y = self.intra.analysis(x, quality, raw)
         intra = self.inter is None or is_intra(self.index, self.gop) or self.y_hat is None
+        symbols = None
         if not intra and self.adaptive:
-            with self.timings.stage("frame type"):
-                intra = self._intra_is_cheaper(y, quality)
+            intra, symbols = self._cheaper_type(y, quality)
         if self.search is not None:  # refined for the frame type it will be coded as
             with self.timings.stage("latent search"):
                 y_prev = None if intra else self.y_hat[None].to(y.device)
                 y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
+            symbols = None  # the refined latent's own
         if intra:
-            packet, self.symbols = self.intra.encode_latent(y, quality, self.index)
+            symbols = self.intra.symbols_of(y) if symbols is None else symbols
+            packet = self.intra.packet_of(symbols, quality, self.index)
         else:
-            packet, self.symbols = self.inter.encode_latent(y, self.y_hat, quality, self.index)
-        self.y_hat = self.symbols.decoded_latent()
+            symbols = self.inter.symbols_of(y, self.y_hat, quality) if symbols is None else symbols
+            packet = self.inter.packet_of(symbols, quality, self.index)
+        self.symbols = symbols
+        self.y_hat = symbols.decoded_latent()
         self.timings.frames += 1
         self.index += 1
         return packet
 
-    @torch.no_grad()
-    def _intra_is_cheaper(self, y: torch.Tensor, quality: float) -> bool:
-        """Whether this frame costs fewer bits as an I-frame than as a P-frame, by the models' own estimates (within
-        about 1 % of real sizes, and cheap: both run at 1/16 resolution): where the previous frame predicts nothing
-        (a cut, a flash, motion the temporal prior cannot follow) an I-frame is the cheaper P-frame, and it
-        restarts the chain."""
-        return intra_is_cheaper(self.intra.model, self.inter.model, y, self.y_hat[None].to(y.device),
-                                self.intra.quality(quality))
+    def _cheaper_type(self, y: torch.Tensor, quality: float):
+        """(intra, symbols): whether this frame costs fewer bits as an I-frame than as a P-frame, and its symbols as
+        the cheaper one. Both are the integer path's real symbols, priced by the tables' code lengths (within a few
+        bytes of the packets). Where the previous frame predicts nothing (a cut, a flash, motion the temporal prior
+        cannot follow) an I-frame is the cheaper P-frame, and it restarts the chain."""
+        as_p = self.inter.symbols_of(y, self.y_hat, quality)
+        as_i = self.intra.symbols_of(y)  # at 1/64 resolution its entropy model costs a fraction of STEM's
+        with self.timings.stage("frame type"):
+            intra = self.intra.cost(as_i) < self.inter.cost(as_p)
+        return intra, as_i if intra else as_p
 
 
 @torch.no_grad()
 def intra_is_cheaper(intra_model, stem_model, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor) -> bool:
-    """The adaptive frame-type decision (shared by the encoder and rate control's planning)."""
+    """Rate control's planning of frame types, by the float models' estimates (within about 1 % of real sizes): it
+    prices qualities it will not code, so it cannot use the encoder's exact decision (VideoEncoder._cheaper_type)."""
     as_p = stem_model(y, y_prev, q)
     return float(intra_model.coded_estimate(y)[0].sum()) < float((as_p["bits_y"] + as_p["bits_z"]).sum())
 
@@ -164,23 +171,24 @@ class VideoDecoder:
         self.y_hat: torch.Tensor | None = None
 
     def decode(self, packet: C.Packet, width: int, height: int) -> np.ndarray:
-        if packet.frame_type == C.FRAME_I:
-            rgb, self.y_hat = self.intra.decode_packet(packet, width, height)
-            return rgb
-        if self.inter is None:
-            raise DamagedStream(f"frame {packet.index}: a P-frame, but no P-frame model is loaded", packet.index)
-        if self.y_hat is None:
-            raise DamagedStream(f"frame {packet.index}: a P-frame with no decoded frame before it", packet.index)
-        rgb, self.y_hat = self.inter.decode_packet(packet, self.y_hat, width, height)
+        self.parse(packet)
+        return self.picture(self.y_hat, packet.quality, width, height)
+
+    def picture(self, y_hat: torch.Tensor, quality: float, width: int, height: int) -> np.ndarray:
+        """g_s of a decoded latent, uint8 (height, width, 3); no state changes."""
+        rgb = self.intra.reconstruct(y_hat, quality, width, height)
+        self.timings.frames += 1
         return rgb
 
     def parse(self, packet: C.Packet):
-        """Symbols only (no synthesis), keeping the state: what tests compare with the encoder's."""
+        """A packet's symbols, keeping the state (the decoded latent, self.y_hat, which the next P-frame needs)."""
         if packet.frame_type == C.FRAME_I:
             s = self.intra.parse_intra(packet)
         else:
-            if self.inter is None or self.y_hat is None:
-                raise DamagedStream(f"frame {packet.index}: a P-frame that cannot be decoded here", packet.index)
+            if self.inter is None:
+                raise DamagedStream(f"frame {packet.index}: a P-frame, but no P-frame model is loaded", packet.index)
+            if self.y_hat is None:
+                raise DamagedStream(f"frame {packet.index}: a P-frame with no decoded frame before it", packet.index)
             s = self.inter.parse_inter(packet, self.y_hat)
         self.y_hat = s.decoded_latent()
         return s

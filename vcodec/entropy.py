@@ -16,7 +16,7 @@ import numpy as np
 import constriction
 
 from vcodec.errors import DamagedStream
-from vcodec.tables import RaggedTables
+from vcodec.tables import PMF_TOTAL, RaggedTables
 
 _ESCAPE_HALF = constriction.stream.model.Uniform(1 << 16)
 MAX_ESCAPED = (1 << 32) - 1
@@ -29,6 +29,13 @@ class CorruptPayload(DamagedStream):
 def _zigzag(v: np.ndarray) -> np.ndarray:
     v = v.astype(np.int64)
     return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _group_order(which: np.ndarray, groups: int) -> np.ndarray:
+    """Positions sorted by table number, raster order within a table. A stable sort is one answer whatever the
+    dtype; on 8- or 16-bit keys numpy's is a radix sort, 6x faster than on int64 for a 720p latent."""
+    key = which.astype(np.uint8 if groups <= 1 << 8 else np.uint16 if groups <= 1 << 16 else np.int64)
+    return np.argsort(key, kind="stable")
 
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
@@ -45,6 +52,20 @@ class TableCoder:
         self.low = tables.low.astype(np.int64)
         self.escape = (tables.sizes() - 1).astype(np.int64)  # position of the escape symbol in each table
         self._models: dict[int, object] = {}
+        self._lengths: np.ndarray | None = None
+
+    def cost(self, symbols: np.ndarray, which: np.ndarray) -> float:
+        """Bits that encode() would spend on these symbols, within a few bytes: each symbol's code length in its
+        table, and 32 more for each escaped value. For choosing between codings without coding both."""
+        if self._lengths is None:
+            self._lengths = np.log2(PMF_TOTAL) - np.log2(self.tables.counts.astype(np.float64))
+        symbols = np.asarray(symbols).reshape(-1).astype(np.int64)
+        which = np.asarray(which).reshape(-1).astype(np.int64)
+        position = symbols - self.low[which]
+        limit = self.escape[which]
+        escaped = (position < 0) | (position >= limit)
+        np.copyto(position, limit, where=escaped)
+        return float(self._lengths[self.tables.offsets[which] + position].sum()) + 32.0 * int(escaped.sum())
 
     def model(self, k: int):
         m = self._models.get(k)
@@ -65,7 +86,7 @@ class TableCoder:
         position = symbols - self.low[which]
         escaped = (position < 0) | (position >= self.escape[which])
         position[escaped] = self.escape[which[escaped]]
-        order = np.argsort(which, kind="stable")
+        order = _group_order(which, len(self.tables))
         counts = np.bincount(which, minlength=len(self.tables))
         coder = constriction.stream.stack.AnsCoder()
         extra = _zigzag(symbols[order][escaped[order]])  # in decode order: by group, then raster
@@ -90,7 +111,7 @@ class TableCoder:
             coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         except (ValueError, RuntimeError) as e:
             raise CorruptPayload(f"entropy decoder failed: {e}") from None
-        order = np.argsort(which, kind="stable")
+        order = _group_order(which, len(self.tables))
         counts = np.bincount(which, minlength=len(self.tables))
         positions = np.empty(which.size, dtype=np.int64)
         start = 0

@@ -20,7 +20,7 @@ import torch
 from vcodec import container as C
 from vcodec.entropy import TableCoder
 from vcodec.errors import DamagedStream
-from vcodec.intra_coder import IntraCoder, channel_map
+from vcodec.intra_coder import IntraCoder, channel_map, coded_bits
 from vcodec.networks.integer import ACT_FRAC_BITS, to_fixed
 from vcodec.networks.stem import anchor_mask
 from vcodec.weights import StemBundle
@@ -63,29 +63,24 @@ class InterCoder:
         return [anchors, ~anchors]
 
     @torch.no_grad()
-    def encode_latent(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float, index: int):
-        """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> (packet, symbols)."""
-        m, h, w = y.shape[1:]
+    def symbols_of(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float) -> InterSymbols:
+        """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> what the entropy coder will code."""
         with self.timings.stage("h_a"):
             z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))[0]
             z = z.to("cpu", torch.int64).numpy()
             y = y[0].float().cpu()
         with self.timings.stage("entropy model"):
-            symbols, halves = self._symbols(z, y, y_prev, quality)
-        with self.timings.stage("rANS"):
-            subs = [self.z_coder.encode(z, channel_map(z.shape))] + [self.y_coder.encode(r, i) for r, i in halves]
-        return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(z.shape), subs), symbols
+            return self._passes_over(z, y, y_prev, quality)
 
-    def _symbols(self, z: np.ndarray, y: torch.Tensor, y_prev: torch.Tensor, quality: float):
-        """The checkerboard passes of the integer STEM over y (M, h, w): the symbols, and each half's (residual,
-        scale index) in raster order, as the substreams code them."""
+    def _passes_over(self, z: np.ndarray, y: torch.Tensor, y_prev: torch.Tensor, quality: float) -> InterSymbols:
+        """The checkerboard passes of the integer STEM over y (M, h, w): each half's means and scales, from the
+        anchors decoded before it."""
         m, h, w = y.shape
         prep = self.stem.integer.prepare(z, to_fixed(y_prev), quality)
         residual = torch.zeros(m, h, w, dtype=torch.int64)
         mu = torch.zeros(m, h, w)
         index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
         decoded = None
-        halves = []
         for where in self._passes(h, w):
             mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
             mu_here = (mu_fixed * 2.0**-ACT_FRAC_BITS).float()
@@ -93,9 +88,22 @@ class InterCoder:
             _scatter(residual, where, res)
             _scatter(mu, where, mu_here)
             _scatter(index_grid, where, torch.from_numpy(idx))
-            halves.append((res.numpy(), idx))
             decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))  # the anchors, zero elsewhere
-        return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu), halves
+        return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
+
+    def packet_of(self, s: InterSymbols, quality: float, index: int) -> C.Packet:
+        """z_t's substream, then one per checkerboard half, each in raster order of its positions."""
+        m, h, w = s.residual.shape
+        with self.timings.stage("rANS"):
+            subs = [self.z_coder.encode(s.z, channel_map(s.z.shape))]
+            for where in self._passes(h, w):
+                flat = where.reshape(-1).numpy()
+                subs.append(self.y_coder.encode(s.residual.reshape(m, -1)[:, flat], s.scale_index.reshape(m, -1)[:, flat]))
+        return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(s.z.shape), subs)
+
+    def cost(self, s: InterSymbols) -> float:
+        """The bits packet_of(s) will hold, within a few bytes (the halves' order changes no code length)."""
+        return coded_bits(self.z_coder, self.y_coder, s)
 
     def parse_inter(self, packet: C.Packet, y_prev: torch.Tensor) -> InterSymbols:
         """Symbols back from a P-frame packet given the previous decoded latent, or DamagedStream."""
@@ -133,10 +141,3 @@ class InterCoder:
         except DamagedStream as e:
             raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
-
-    def decode_packet(self, packet: C.Packet, y_prev: torch.Tensor, width: int, height: int):
-        """(picture, decoded latent) of a P-frame packet."""
-        y_hat = self.parse_inter(packet, y_prev).decoded_latent()
-        rgb = self.intra.reconstruct(y_hat, packet.quality, width, height)
-        self.timings.frames += 1
-        return rgb, y_hat

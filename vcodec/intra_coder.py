@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from vcodec import container as C
+from vcodec.allocator import keep_large_buffers
 from vcodec.entropy import TableCoder
 from vcodec.errors import DamagedStream
 from vcodec.networks.layers import pad_to_hyper
@@ -42,6 +43,12 @@ def timings_for(device: torch.device) -> Timings:
     return Timings(torch.cuda.synchronize if device.type == "cuda" else None)
 
 
+def coded_bits(z_coder: TableCoder, y_coder: TableCoder, s) -> float:
+    """The bits a frame's symbols (intra or inter: z, residual, scale index) take in their substreams, within a few
+    bytes: how the encoder chooses a frame's type without coding it twice."""
+    return z_coder.cost(s.z, channel_map(s.z.shape)) + y_coder.cost(s.residual, s.scale_index)
+
+
 def channel_map(shape: tuple[int, int, int]) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape)
 
@@ -56,6 +63,7 @@ class IntraCoder:
 
     def __init__(self, bundle: ModelBundle, device: torch.device, timings: Timings | None = None,
                  precision: str = "auto"):
+        keep_large_buffers()  # a frame's activations reused, not page-faulted in again, layer after layer
         self.bundle = bundle
         self.device = device
         self.model = bundle.model.to(device).eval()
@@ -107,17 +115,20 @@ class IntraCoder:
         """The analysis half of encoding: what the entropy coder will be asked to code."""
         return self.symbols_of(self.analysis(rgb, quality))
 
-    def encode_latent(self, y: torch.Tensor, quality: float, index: int) -> tuple[C.Packet, IntraSymbols]:
-        s = self.symbols_of(y)
+    def packet_of(self, s: IntraSymbols, quality: float, index: int) -> C.Packet:
         with self.timings.stage("rANS"):
             subs = [self.z_coder.encode(s.z, channel_map(s.z.shape)), self.y_coder.encode(s.residual, s.scale_index)]
-        return C.Packet(index, C.FRAME_I, quality, tuple(s.residual.shape), tuple(s.z.shape), subs), s
+        return C.Packet(index, C.FRAME_I, quality, tuple(s.residual.shape), tuple(s.z.shape), subs)
+
+    def cost(self, s: IntraSymbols) -> float:
+        """The bits packet_of(s) will hold, within a few bytes."""
+        return coded_bits(self.z_coder, self.y_coder, s)
 
     def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet
         y = self.analysis(rgb, quality)
         self.timings.frames += 1
-        return self.encode_latent(y, quality, index)[0]
+        return self.packet_of(self.symbols_of(y), quality, index)
 
     def parse_intra(self, packet: C.Packet) -> IntraSymbols:
         """The entropy-decoding half of decoding: symbols back from a packet, or DamagedStream."""

@@ -10,6 +10,8 @@ On a GPU each stage ends with a synchronisation, so that its time is its own and
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
@@ -68,3 +70,13 @@ def describe(stages: dict[str, float], frames: int) -> str:
     """One line: each stage's milliseconds per frame, in the order they ran."""
     n = max(1, frames)
     return ", ".join(f"{name} {seconds * 1000 / n:.1f}" for name, seconds in stages.items()) + " (ms per frame)"
+
+
+def peak_memory_mb() -> int:
+    """The process's peak resident memory, and a GPU's peak allocation when torch has used one."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        mb += torch.cuda.max_memory_allocated() / 2**20
+    return round(mb)

@@ -1,16 +1,20 @@
 """g_a and g_s at inference, laid out and rounded as this device runs them fastest within their accuracy budget.
 
 The pixel path only moves pixels, never the parse (docs/ARCHITECTURE.md), so it may trade the last bits of its
-arithmetic for speed where that costs no visible quality. Two precisions:
+arithmetic for speed where that costs no visible quality. Every plan runs channels-last (oneDNN's fast layout),
+computes g_s's pixel layer in its sub-pixel form, and keeps the layers that touch pixels (g_a's first, g_s's last)
+in float32. In `mixed` form a transform runs its inner (de)convolutions in bf16 with float32 accumulation, and its
+GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32. The plans:
 
-- `fp32`: every layer in float32, channels-last (oneDNN's fast layout: about 2x NCHW on this CPU).
-- `mixed` (the default where the device has native bf16: AVX512-BF16 or AMX on the CPU, bf16 on CUDA): the
-  strided (de)convolutions inside each transform in bf16 with float32 accumulation, and the GDNs' normalisation
-  sums (a 1x1 convolution of |x|) in bf16 with the product or quotient by x in float32. The layers that touch
-  pixels (g_a's first, g_s's last) stay float32: that is where bf16 costs PSNR (0.03 dB at q = 7 for g_a's first
-  layer alone). benchmarks/pixel_precision.py measures the plan; its numbers are in benchmarks/README.md.
+- `fp32`: both transforms in float32.
+- `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32.
+  An encoder's g_a only picks the latent that is then quantized, so its bf16 noise costs nothing measurable; g_s
+  draws the pictures, and its bf16 noise costs up to 2 dB on near-black frames at 56 dB (benchmarks/README.md,
+  "Pixel-path precision"), while float32 g_s is only ~25 % slower.
+- `mixed`: both transforms mixed: faster decoding for that cost.
 
-Inputs and outputs are float32 NCHW-shaped tensors (channels-last in memory), so callers see no difference.
+benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32 tensors shaped as NCHW
+(channels-last in memory), so callers see no difference.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from torch.nn import functional as F
 
 from vcodec.networks.layers import GDN, lower_bound
 
-PRECISIONS = ("auto", "mixed", "fp32")
+# precision -> the inner dtype of (g_a, g_s); `auto` and `mixed` only where bf16 is native (resolve_precision).
+PLANS = {
+    "auto": (torch.bfloat16, torch.float32),
+    "mixed": (torch.bfloat16, torch.bfloat16),
+    "fp32": (torch.float32, torch.float32),
+}
+PRECISIONS = tuple(PLANS)
 CHANNELS_LAST = torch.channels_last
 
 
@@ -35,11 +45,12 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` -> `mixed` where bf16 is native, else `fp32`; `mixed` where it is not is refused."""
-    if name not in PRECISIONS:
+    """The plan a precision name gives on this device: `auto` is `fp32` where bf16 is not native, and `mixed` is
+    refused there."""
+    if name not in PLANS:
         raise ValueError(f"unknown precision '{name}' (one of {', '.join(PRECISIONS)})")
-    if name == "auto":
-        return "mixed" if native_bf16(device) else "fp32"
+    if name == "auto" and not native_bf16(device):
+        return "fp32"
     if name == "mixed" and not native_bf16(device):
         raise ValueError(f"--precision mixed needs native bf16, which this {device.type} lacks (use fp32)")
     return name
@@ -65,8 +76,41 @@ class _Conv:
         return out.float()
 
 
+class _SubpixelConv:
+    """A transposed convolution whose output is `stride` times its input (as layers.deconv makes them), computed as
+    the same sum rearranged: a stride-1 convolution to stride^2 times the channels, then a pixel shuffle. For the
+    64 -> 3 pixel layer of g_s it runs in half the time on this CPU (oneDNN is poor at 3 output channels); for
+    64 -> 64 layers the transposed form is faster, so only the pixel layer takes this path."""
+
+    def __init__(self, layer: nn.ConvTranspose2d):
+        (s, _), (k, _), (p, _) = layer.stride, layer.kernel_size, layer.padding
+        if layer.output_padding[0] != s - 1 or k != 2 * p + 1 or layer.groups != 1:
+            raise ValueError("a sub-pixel form needs an output exactly `stride` times the input")
+        w = layer.weight.detach().double()  # (C_in, C_out, k, k)
+        c_in, c_out = w.shape[:2]
+        # Output pixel s*I + a takes input I + d through tap a + p - s*d, for the d that keep the tap in the kernel.
+        reach = max(abs(d) for a in range(s) for d in range(-k, k + 1) if 0 <= a + p - s * d < k)
+        size = 2 * reach + 1
+        sub = torch.zeros(c_out * s * s, c_in, size, size, dtype=torch.float64)
+        for a in range(s):
+            for b in range(s):
+                rows = [c * s * s + a * s + b for c in range(c_out)]
+                for di in range(-reach, reach + 1):
+                    for dj in range(-reach, reach + 1):
+                        ty, tx = a + p - s * di, b + p - s * dj
+                        if 0 <= ty < k and 0 <= tx < k:
+                            sub[rows, :, di + reach, dj + reach] = w[:, :, ty, tx].t()
+        self.weight = sub.float().contiguous(memory_format=CHANNELS_LAST)
+        self.bias = None if layer.bias is None else layer.bias.detach().float().repeat_interleave(s * s)
+        self.stride, self.reach = s, reach
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(x.float(), self.weight, self.bias, 1, self.reach), self.stride)
+
+
 class _Gdn:
-    """(I)GDN x / or * (beta + gamma |x|), its sums in `dtype` and the rest in float32."""
+    """(I)GDN: x / or * (beta + gamma |x|), the sum gamma |x| (a 1x1 convolution) in `dtype` and the rest in float32
+    (beta too: rounding it to bf16 would move every norm)."""
 
     def __init__(self, layer: GDN, dtype: torch.dtype):
         c = layer.gamma.shape[0]
@@ -76,7 +120,8 @@ class _Gdn:
         self.beta = lower_bound(layer.beta, layer.beta_min).detach().view(1, c, 1, 1).float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        norm = F.conv2d(x.abs().to(self.dtype), self.gamma).float().add_(self.beta)
+        magnitude = x.to(self.dtype).abs_() if self.dtype != x.dtype else x.abs()  # the cast first: half the bytes
+        norm = F.conv2d(magnitude, self.gamma).float().add_(self.beta)
         return norm.mul_(x) if self.inverse else x / norm
 
 
@@ -92,6 +137,8 @@ class FastTransform:
         for k, layer in enumerate(layers):
             if isinstance(layer, GDN):
                 self.steps.append(_Gdn(layer, inner))
+            elif isinstance(layer, nn.ConvTranspose2d) and k == outer:
+                self.steps.append(_SubpixelConv(layer))
             elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
                 self.steps.append(_Conv(layer, torch.float32 if k == outer else inner))
             else:
@@ -110,6 +157,6 @@ class PixelPath:
 
     def __init__(self, model, device: torch.device, precision: str = "auto"):
         self.precision = resolve_precision(precision, device)
-        inner = torch.bfloat16 if self.precision == "mixed" else torch.float32
-        self.g_a = FastTransform(model.g_a, inner, pixels_first=True)
-        self.g_s = FastTransform(model.g_s, inner, pixels_first=False)
+        analysis, synthesis = PLANS[self.precision]
+        self.g_a = FastTransform(model.g_a, analysis, pixels_first=True)
+        self.g_s = FastTransform(model.g_s, synthesis, pixels_first=False)
