@@ -39,8 +39,9 @@ def native_bf16(device: torch.device) -> bool:
     """Whether bf16 convolutions run in hardware here (emulated bf16 would be slower than float32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    if device.type == "cpu":  # torch's own probes (private: absent ones count as no)
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(bool(probe()) for probe in probes if probe is not None)
     return False
 
 
@@ -91,7 +92,7 @@ class _SubpixelConv:
         # Output pixel s*I + a takes input I + d through tap a + p - s*d, for the d that keep the tap in the kernel.
         reach = max(abs(d) for a in range(s) for d in range(-k, k + 1) if 0 <= a + p - s * d < k)
         size = 2 * reach + 1
-        sub = torch.zeros(c_out * s * s, c_in, size, size, dtype=torch.float64)
+        sub = torch.zeros(c_out * s * s, c_in, size, size, dtype=torch.float64, device=w.device)
         for a in range(s):
             for b in range(s):
                 rows = [c * s * s + a * s + b for c in range(c_out)]
