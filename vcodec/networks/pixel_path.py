@@ -9,8 +9,8 @@ GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32
 - `fp32`: both transforms in float32.
 - `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32.
   An encoder's g_a only picks the latent that is then quantized, so its bf16 noise costs nothing measurable; g_s
-  draws the pictures, and its bf16 noise costs up to 2 dB on near-black frames at 56 dB (benchmarks/README.md,
-  "Pixel-path precision"), while float32 g_s is only ~25 % slower.
+  draws the pictures, and its bf16 noise costs up to 4 dB on near-black frames at 56 dB (benchmarks/README.md,
+  "Pixel-path precision"), while float32 g_s is only a third slower (72 against 54 ms at 720p).
 - `mixed`: both transforms mixed: faster decoding for that cost.
 
 benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32 tensors shaped as NCHW
