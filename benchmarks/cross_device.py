@@ -79,13 +79,6 @@ def run_worker(args: list[str], config: str) -> None:
         raise RuntimeError(f"{config} {args[0]} failed:\n{done.stderr}")
 
 
-def psnr(a, b) -> float:
-    import numpy as np
-
-    err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if err == 0 else 10 * np.log10(255.0**2 / err)
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
@@ -97,6 +90,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import numpy as np
     import torch
+
+    from vcodec.api import psnr_rgb
 
     clips = args.inputs or sorted((REPO.parent / "shared" / "data" / "clips").glob("*"))
     configs = [c for c in CONFIGS if c != "cuda" or torch.cuda.is_available()]
@@ -115,7 +110,7 @@ def main(argv=None) -> int:
                 own = decoded[made]
                 for where, got in decoded.items():
                     same = bool(np.array_equal(got["digests"], own["digests"]))
-                    worst = float(min(psnr(a, b) for a, b in zip(got["pictures"], own["pictures"])))
+                    worst = min(psnr_rgb(a, b) for a, b in zip(got["pictures"], own["pictures"]))
                     ok = bool(same and worst >= PICTURE_TOLERANCE_DB)
                     failures += not ok
                     rows.append({"clip": clip.name, "encoded_on": made, "decoded_on": where, "frames": len(got["digests"]),

@@ -152,14 +152,6 @@ class VideoEncoder:
         return intra, as_i if intra else as_p
 
 
-@torch.no_grad()
-def intra_is_cheaper(intra_model, stem_model, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor) -> bool:
-    """Rate control's planning of frame types, by the float models' estimates (within about 1 % of real sizes): it
-    prices qualities it will not code, so it cannot use the encoder's exact decision (VideoEncoder._cheaper_type)."""
-    as_p = stem_model(y, y_prev, q)
-    return float(intra_model.coded_estimate(y)[0].sum()) < float((as_p["bits_y"] + as_p["bits_z"]).sum())
-
-
 class VideoDecoder:
     """Packets in frame order -> pictures; a P-frame needs the frame before it decoded."""
 
@@ -175,7 +167,7 @@ class VideoDecoder:
         return self.picture(self.y_hat, packet.quality, width, height)
 
     def picture(self, y_hat: torch.Tensor, quality: float, width: int, height: int) -> np.ndarray:
-        """g_s of a decoded latent, uint8 (height, width, 3); no state changes."""
+        """g_s of a decoded latent, uint8 (height, width, 3); the decoder's state (its latent) stays as it is."""
         rgb = self.intra.reconstruct(y_hat, quality, width, height)
         self.timings.frames += 1
         return rgb

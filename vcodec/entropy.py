@@ -61,11 +61,17 @@ class TableCoder:
             self._lengths = np.log2(PMF_TOTAL) - np.log2(self.tables.counts.astype(np.float64))
         symbols = np.asarray(symbols).reshape(-1).astype(np.int64)
         which = np.asarray(which).reshape(-1).astype(np.int64)
+        position, escaped = self._positions(symbols, which)
+        return float(self._lengths[self.tables.offsets[which] + position].sum()) + 32.0 * int(escaped.sum())
+
+    def _positions(self, symbols: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each symbol's position in its table (int64, flat), values outside the table at its escape symbol; and
+        which symbols were escaped."""
         position = symbols - self.low[which]
         limit = self.escape[which]
         escaped = (position < 0) | (position >= limit)
         np.copyto(position, limit, where=escaped)
-        return float(self._lengths[self.tables.offsets[which] + position].sum()) + 32.0 * int(escaped.sum())
+        return position, escaped
 
     def model(self, k: int):
         m = self._models.get(k)
@@ -83,9 +89,7 @@ class TableCoder:
             raise ValueError("symbols and table numbers differ in shape")
         if which.size and (which.min() < 0 or which.max() >= len(self.tables)):
             raise ValueError("table number out of range")
-        position = symbols - self.low[which]
-        escaped = (position < 0) | (position >= self.escape[which])
-        position[escaped] = self.escape[which[escaped]]
+        position, escaped = self._positions(symbols, which)
         order = _group_order(which, len(self.tables))
         counts = np.bincount(which, minlength=len(self.tables))
         coder = constriction.stream.stack.AnsCoder()
