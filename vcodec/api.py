@@ -122,8 +122,9 @@ def encode(
 
     `gop`: frames from one I-frame to the next (1: all-intra; -1: only the first frame is an I-frame; None: the
     default, with P-frames when a P-frame model for this intra model is installed). `preset`: medium (g_a's latents),
-    slow or veryslow (a latent search per frame, vcodec/refine.py; any decoder reads the result). The input's audio
-    streams are kept as they are coded (`audio` False drops them); `on_note` hears about streams that cannot be.
+    slow, slower or veryslow (a search per frame for cheaper symbols of the same quality, vcodec/refine.py; any
+    decoder reads the result). The input's audio streams are kept as they are coded (`audio` False drops them);
+    `on_note` hears about streams that cannot be.
     `target` (rate_control.Target: a bitrate, bpp or PSNR-RGB) replaces `quality` by one chosen per GOP. A frame
     the GOP makes a P-frame is coded as an I-frame when that is cheaper, unless `fixed_gop`. `precision`: the pixel
     path's (auto: mixed bf16 where the device runs it natively, else fp32; see vcodec/networks/pixel_path.py)."""

@@ -693,7 +693,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="vcodec's device: auto, cpu or cuda."),
         model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
         inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one)."),
-        preset: str = typer.Option("medium", "--preset", help="vcodec's encoder preset: medium, slow or veryslow."),
+        preset: str = typer.Option("medium", "--preset", help="vcodec's encoder preset: medium, slow, slower or veryslow."),
         bitrates: Optional[str] = typer.Option(None, "--bitrates", help="vcodec at these average bitrates (rate control, e.g. 300k,600k,1.2M) instead of --qualities; --vcodec-anchor fixed-q adds the fixed-quality curve."),
         vcodec_anchors: List[str] = typer.Option([], "--vcodec-anchor", help="Another vcodec curve to measure as an anchor: 'intra' (all-intra at the same qualities) or a P-frame model (repeatable)."),
         overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite the --json and --plot files if they exist."),

@@ -146,7 +146,7 @@ def encode(
     model: Optional[str] = typer.Option(None, "--model", help="Model name or .safetensors path (default: the shipped one)."),
     inter_model: Optional[str] = typer.Option(None, "--inter-model", help="P-frame model name or .safetensors path (default: the shipped one, when it belongs to --model)."),
     fixed_gop: bool = typer.Option(False, "--fixed-gop", help="Frame types exactly as --gop says (by default a P-frame that would cost more than an I-frame is coded as one)."),
-    preset: str = typer.Option("medium", "--preset", help="medium; slow or veryslow search each frame for a better latent (slower encoding, same decoder)."),
+    preset: str = typer.Option("medium", "--preset", help="medium; slow, slower or veryslow search each frame for cheaper symbols of the same quality (slower encoding, same decoder)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
     precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (g_a in bf16 where the CPU or GPU runs it natively, g_s in float32), mixed (g_s too: faster decoding, ~0.1 dB less at high q, more on near-black frames), or fp32."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the input's audio out (it is kept, as coded, by default)."),

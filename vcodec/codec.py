@@ -123,11 +123,14 @@ class VideoEncoder:
         symbols = None
         if not intra and self.adaptive:
             intra, symbols = self._cheaper_type(y, quality)
-        if self.search is not None:  # refined for the frame type it will be coded as
+        if self.search is not None:  # refined for the frame type it will be coded as, priced by its own coder
             with self.timings.stage("latent search"):
-                y_prev = None if intra else self.y_hat[None].to(y.device)
-                y = self.search.refine(y, x, self.intra.quality(quality), y_prev)
-            symbols = None  # the refined latent's own
+                if intra:
+                    symbols = self.search.refine(y, x, self.intra.quality(quality), self.intra.price)
+                else:
+                    price = lambda y_, z_: self.inter.price(y_, self.y_hat, quality, z_)  # noqa: E731
+                    y_prev = self.y_hat[None].to(y.device)
+                    symbols = self.search.refine(y, x, self.intra.quality(quality), price, y_prev)
         if intra:
             symbols = self.intra.symbols_of(y) if symbols is None else symbols
             packet = self.intra.packet_of(symbols, quality, self.index)

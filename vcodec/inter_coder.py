@@ -63,11 +63,14 @@ class InterCoder:
         return [anchors, ~anchors]
 
     @torch.no_grad()
-    def symbols_of(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float) -> InterSymbols:
-        """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> what the entropy coder will code."""
+    def symbols_of(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float,
+                   z: torch.Tensor | None = None) -> InterSymbols:
+        """y (1, M, h, w) on the device, y_prev (M, h, w) float32 CPU -> what the entropy coder will code; z (1, N,
+        ...; integers): the hyper-latent to send, by default round(h_a(y, y_prev))."""
         with self.timings.stage("h_a"):
-            z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))[0]
-            z = z.to("cpu", torch.int64).numpy()
+            if z is None:
+                z = torch.round(self.model.hyper_analysis(y, y_prev[None].to(y.device, y.dtype)))
+            z = z[0].to("cpu", torch.int64).numpy()
             y = y[0].float().cpu()
         with self.timings.stage("entropy model"):
             return self._passes_over(z, y, y_prev, quality)
@@ -104,6 +107,12 @@ class InterCoder:
     def cost(self, s: InterSymbols) -> float:
         """The bits packet_of(s) will hold, within a few bytes (the halves' order changes no code length)."""
         return coded_bits(self.z_coder, self.y_coder, s)
+
+    def price(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float,
+              z: torch.Tensor) -> tuple[float, torch.Tensor, InterSymbols]:
+        """(bits, the decoder's latent (1, M, h, w) on y's device, symbols), as IntraCoder.price."""
+        s = self.symbols_of(y, y_prev, quality, z)
+        return self.cost(s), s.decoded_latent()[None].to(y.device), s
 
     def parse_inter(self, packet: C.Packet, y_prev: torch.Tensor) -> InterSymbols:
         """Symbols back from a P-frame packet given the previous decoded latent, or DamagedStream."""

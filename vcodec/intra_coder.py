@@ -101,10 +101,12 @@ class IntraCoder:
         return raw * self.model.gain(self.quality(quality)).to(raw.dtype)
 
     @torch.no_grad()
-    def symbols_of(self, y: torch.Tensor) -> IntraSymbols:
+    def symbols_of(self, y: torch.Tensor, z: torch.Tensor | None = None) -> IntraSymbols:
+        """The symbols of latent y (1, M, h, w) with hyper-latent z (1, N, ...; integers), by default h_a's."""
         h, w = y.shape[-2:]
         with self.timings.stage("h_a"):
-            z = torch.round(self.model.hyper_analysis(pad_to_hyper(y)))[0].to("cpu", torch.int64).numpy()
+            z = torch.round(self.model.hyper_analysis(pad_to_hyper(y))) if z is None else z
+            z = z[0].to("cpu", torch.int64).numpy()
         with self.timings.stage("entropy model"):
             mu, scale_index = self.bundle.h_s(z)
             mu, scale_index = mu[:, :h, :w], np.ascontiguousarray(scale_index[:, :h, :w])
@@ -123,6 +125,12 @@ class IntraCoder:
     def cost(self, s: IntraSymbols) -> float:
         """The bits packet_of(s) will hold, within a few bytes."""
         return coded_bits(self.z_coder, self.y_coder, s)
+
+    def price(self, y: torch.Tensor, z: torch.Tensor) -> tuple[float, torch.Tensor, IntraSymbols]:
+        """(bits, the decoder's latent (1, M, h, w) on y's device, symbols) of latent y with hyper-latent z: what
+        the encoder's latent search (refine.py) weighs."""
+        s = self.symbols_of(y, z)
+        return self.cost(s), s.decoded_latent()[None].to(y.device), s
 
     def encode_intra(self, rgb: np.ndarray, quality: float, index: int) -> C.Packet:
         quality = C.representable_quality(quality)  # exactly what the decoder will read from the packet

@@ -27,19 +27,26 @@ class Timings:
         self.stages: dict[str, float] = {}
         self.frames = 0
         self._sync = sync
+        self._nested: list[float] = []  # per open stage, the seconds of the stages inside it so far
 
     def add(self, stage: str, seconds: float) -> None:
         self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time a stage; a stage inside another (the latent search pricing its points with the entropy model)
+        counts in its own row only, so the rows add up to the time spent."""
         t0 = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
             if self._sync is not None:
                 self._sync()
-            self.add(name, time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            self.add(name, elapsed - self._nested.pop())
+            if self._nested:
+                self._nested[-1] += elapsed
 
     def timed(self, items: Iterable, stage: str) -> Iterator:
         """Items of an iterator, the time to produce each one counted in `stage`."""

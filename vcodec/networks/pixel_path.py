@@ -158,6 +158,10 @@ class FastTransform:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.differentiable(x)
+
+    def differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """The same, with gradients to x where they are enabled (the encoder's latent search; weights are fixed)."""
         x = x.float().contiguous(memory_format=CHANNELS_LAST)
         for step in self.steps:
             x = step(x)

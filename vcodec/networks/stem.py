@@ -188,17 +188,23 @@ class StemModel(nn.Module):
         return mu, log_sigma
 
     # -- training and evaluation view ----------------------------------------------------------------------
-    def forward(self, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor, quantize=None) -> dict[str, torch.Tensor]:
+    def forward(self, y: torch.Tensor, y_prev: torch.Tensor, q: torch.Tensor, quantize=None,
+                z_hat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Bits of one P-frame's latent y (B, M, h, w) given the previous decoded latent, and its decoded latent.
 
         z_t's rate takes uniform noise in training (rounding in eval); y's is always that of the rounded symbols.
         The decoded latent (what the next frame is conditioned on) is the coder's: round(y - mu) + mu, without
         gradient. `quantize` (residual -> quantized residual, differentiable) replaces the rounding of y's rate and
-        adds `y_soft` = quantize(y - mu) + mu with its gradient: the encoder's latent search (refine.py)."""
+        adds `y_soft` = quantize(y - mu) + mu with its gradient: the encoder's latent search (refine.py), which also
+        chooses the decoded hyper-latent itself (`z_hat`, in place of round(h_a(y, y_prev)))."""
         h, w = y.shape[-2:]
-        z = self.hyper_analysis(y, y_prev)
-        z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        feats = [self.hyper_features(_round_ste(z), (h, w))]
+        if z_hat is None:
+            z = self.hyper_analysis(y, y_prev)
+            z_for_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+            z_hat = _round_ste(z)
+        else:
+            z_for_rate = z_hat
+        feats = [self.hyper_features(z_hat, (h, w))]
         temporal = self.temporal_features(y_prev)
         if temporal is not None:
             feats.append(temporal)
