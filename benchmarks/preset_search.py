@@ -1,4 +1,4 @@
-"""The encoder presets' latent search on training photos, by the model's own estimate: how the presets were tuned.
+"""The encoder presets' latent search on training photos, priced by the coder: how the presets were tuned.
 
     python benchmarks/preset_search.py                       # 4 photos of ../shared/data/photos-1024, q 1,4,7
     python benchmarks/preset_search.py --presets slow --photos 8 --qualities 2,5

@@ -57,10 +57,10 @@ QUALITY_TOLERANCE_DB = 0.02  # how far below g_a's own PSNR a frame's chosen poi
 STEER_PER_DB = 2.0
 
 # Tuned on 4 training photos (photos-1024, 768x512 crops; never val) at q 1, 4, 7, and one training clip, on
-# 2026-12-06. `python benchmarks/preset_search.py` (the model's own estimate, 12 cases; the PSNR floor holds
-# every point at g_a's quality or above): bits at q 1 / 4 / 7 slow -0.8 / -3.5 / -2.8 % (+0.02 / +0.05 / +0.24
-# dB), slower -6.9 / -7.1 / -5.4 % (+0.02 / +0.01 / +0.21 dB), veryslow -14.4 / -8.2 / -6.9 % (0.00 / -0.01 /
-# +0.17 dB). Settings measured on the way (one-off runs of the same search, 30 or 80 steps):
+# 2026-12-06. `python benchmarks/preset_search.py` (priced by the coder, 12 cases, each within 0.02 dB of g_a's
+# PSNR or above; rerun 2026-12-07 with the final code): bits at q 1 / 4 / 7 slow -0.9 / -3.5 / -2.8 % (+0.01 /
+# +0.05 / +0.24 dB), slower -6.7 / -6.9 / -5.5 % (+0.04 / +0.01 / +0.21 dB), veryslow -15.3 / -8.2 / -6.9 %
+# (0.00 / -0.01 / +0.17 dB). Settings measured on the way (one-off runs of the same search, 30 or 80 steps):
 # - Free search (w = 1, no floor): bits -18.6 / -5.8 / -0.5 % at q 1 / 4 / 7 for -0.29 / +0.01 / +0.28 dB: it
 #   slides along the curve, not at -q's quality. The floor with the best-objective point instead of the cheapest,
 #   or with w kept >= 1, or stepped by a fixed x1.3, saved fewer bits at equal quality.
