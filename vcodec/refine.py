@@ -17,11 +17,10 @@ A preset keeps the quality that -q gives and saves bits: every few steps the har
 frame's own coder (the integer entropy path's code lengths, and the picture g_s makes of the latent the decoder
 will hold), and the frame is coded from the cheapest one whose PSNR is within QUALITY_TOLERANCE_DB of g_a's own
 coding (g_a's own point included: a frame never costs more bits than at `medium`, nor decodes worse by more than
-that). Left
-alone, the search slides down the RD curve at low q and on P-frames (fewer bits, a lower PSNR) and climbs at high
-q, so w follows the quality floor by dual ascent: it grows while the point is below the floor and shrinks while
-it is above, in proportion to the gap in dB. The chosen symbols are then coded by the exact integer path as any
-other frame's.
+that). Left alone, the search slides down the RD curve at low q and on P-frames (fewer bits, a lower PSNR) and
+climbs at high q, so w follows the quality floor by dual ascent: it grows while the point is below the floor and
+shrinks while it is above, in proportion to the gap in dB. The chosen symbols are then coded by the exact integer
+path as any other frame's.
 """
 
 from __future__ import annotations
