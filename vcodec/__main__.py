@@ -1,3 +1,3 @@
-from vcodec.cli import main
+from vcodec.cli import program
 
-main()
+program()
