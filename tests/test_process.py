@@ -1,5 +1,6 @@
-"""The `vcodec` program's quick exit (vcodec/quick_exit.py): it skips the interpreter's teardown, and nothing else
-a caller could notice: exit codes, flushed output, exit handlers, threads still running."""
+"""The `vcodec` process (vcodec/process.py): torch imported up front with the collector paused, for the commands
+that use it; an exit that skips the interpreter's teardown and nothing else a caller could notice (exit codes,
+flushed output, exit handlers, threads still running)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,30 @@ def test_python_dash_m_and_the_console_script_use_the_program():
     done = subprocess.run([sys.executable, "-m", "vcodec", "--version"], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=120)
     assert done.returncode == 0 and f"vcodec {__version__}" in done.stdout
+
+
+PRELOAD = """
+import gc, sys
+from vcodec.process import import_torch_for
+import_torch_for({argv!r})
+print("torch" in sys.modules, gc.get_freeze_count(), gc.isenabled())
+"""
+
+
+def preload(argv: list[str]) -> tuple[str, int, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", PRELOAD.format(argv=argv)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120, check=True)
+    loaded, frozen, enabled = done.stdout.split()
+    return loaded, int(frozen), enabled
+
+
+def test_torch_commands_import_torch_up_front_and_freeze_it():
+    loaded, frozen, enabled = preload(["decode", "in.hfc", "out.mp4"])
+    assert loaded == "True" and enabled == "True"
+    assert frozen > 50_000  # torch's own objects, out of the collector's way
+
+
+def test_other_commands_and_help_do_not_import_torch():
+    for argv in (["info", "x.hfc"], ["decode", "--help"], ["--version"], []):
+        assert preload(argv) == ("False", 0, "True")
