@@ -11,6 +11,7 @@ import torch
 from vcodec import container as C
 from vcodec.api import psnr_rgb
 from vcodec.codec import VideoDecoder, VideoEncoder
+from vcodec.intra_coder import to_pixels
 from vcodec.networks.pixel_path import PixelPath, native_bf16, resolve_precision
 
 from conftest import sample_frames
@@ -39,6 +40,25 @@ def test_fp32_is_the_float_model(bundle, clip):
         y = model.g_a(x)
         assert torch.allclose(path.g_a(x), y, atol=1e-4, rtol=1e-4)
         assert torch.allclose(path.g_s(y), model.g_s(y), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("plan", ["fp32", pytest.param("mixed", marks=needs_bf16)])
+def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(bundle, plan):
+    """g_s.picture (the decoder's: pixel shuffle, rounding, crop and layout in one copy) against the plain form,
+    byte for byte, over latents that drive pixels out of [0, 1], odd crops, and a NaN."""
+    path = PixelPath(bundle.model.eval(), CPU, plan)
+    g = torch.Generator().manual_seed(3)
+    for h, w, scale in [(12, 20, 1.0), (5, 7, 8.0), (3, 4, 30.0)]:
+        y = torch.randn(1, bundle.model.g_s[0].weight.shape[0], h, w, generator=g) * scale
+        if scale > 20:
+            y[0, :, 1, 1] = float("nan")
+        for height, width in [(16 * h, 16 * w), (16 * h - 5, 16 * w - 11), (1, 1)]:
+            want = to_pixels(path.g_s(y)[0, :, :height, :width])
+            got = path.g_s.picture(y, height, width).numpy()
+            assert got.dtype == np.uint8 and got.shape == (height, width, 3) and got.flags.c_contiguous
+            assert np.array_equal(got, want)
+            if scale > 1 and height > 1:
+                assert (want == 0).any() and (want == 255).any()  # the clamps were exercised
 
 
 def test_precision_names():

@@ -19,7 +19,7 @@ from vcodec.allocator import keep_large_buffers
 from vcodec.entropy import TableCoder
 from vcodec.errors import DamagedStream
 from vcodec.networks.layers import pad_to_hyper
-from vcodec.networks.pixel_path import PixelPath
+from vcodec.networks.pixel_path import PixelPath, picture_bytes
 from vcodec.stages import Timings
 from vcodec.weights import ModelBundle
 
@@ -55,7 +55,7 @@ def channel_map(shape: tuple[int, int, int]) -> np.ndarray:
 
 def to_pixels(x: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> uint8 (H, W, 3) on the CPU."""
-    return torch.nan_to_num(x.float(), 0.0).clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return picture_bytes(x).numpy()
 
 
 class IntraCoder:
@@ -168,7 +168,7 @@ class IntraCoder:
         """g_s of a decoded latent (M, h, w), cropped to the picture: uint8 (height, width, 3)."""
         with self.timings.stage("g_s"):
             y = y_hat[None].to(self.device) * self.model.inverse_gain(self.quality(quality))
-            return to_pixels(self.pixels.g_s(y)[0, :, :height, :width])
+            return self.pixels.g_s.picture(y, height, width).numpy()
 
     def decode_packet(self, packet: C.Packet, width: int, height: int) -> tuple[np.ndarray, torch.Tensor]:
         """(picture, decoded latent) of an I-frame packet."""
