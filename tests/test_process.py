@@ -66,6 +66,17 @@ def test_program_waits_for_running_threads():
     assert "thread finished" in done.stdout and "exit handler ran" in done.stdout
 
 
+def test_a_profiler_still_writes_its_report(tmp_path):
+    """`python -m cProfile -o f -m vcodec ...` writes f when the program returns: under a profiler the program
+    exits the ordinary way."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    report = tmp_path / "vcodec.prof"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(report), "-m", "vcodec", "--version"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and f"vcodec {__version__}" in done.stdout
+    assert report.stat().st_size > 0
+
+
 def test_python_dash_m_and_the_console_script_use_the_program():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["vcodec"] == "vcodec.cli:program"

@@ -16,7 +16,8 @@ every command does itself (atomic outputs). So the process ends with os._exit af
 that can be seen: the exit handlers (`atexit`: weakref finalizers registered with atexit=True such as temporary
 directories, multiprocessing's joins, logging's flush) and the flush of stdout and stderr (a failed flush exits
 120, as Python does). While any non-daemon thread is still running the process exits the ordinary way, which
-first waits for those threads.
+first waits for those threads; so it does under a profiler or a tracer (`python -m cProfile -m vcodec ...`,
+coverage, a debugger), which does its own work when the program returns.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def _other_threads_running() -> bool:
 
 
 def quick_exit(code: object) -> NoReturn:
-    """Exit with `code` (an int, or None for 0). Anything else (a message) and a process with live non-daemon
-    threads take Python's ordinary exit."""
+    """Exit with `code` (an int, or None for 0). Anything else (a message), a process with live non-daemon
+    threads, and one under a profiler or tracer take Python's ordinary exit."""
     if code is None:
         code = 0
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's, the one its own shutdown calls
-    if not isinstance(code, int) or run_exit_handlers is None or _other_threads_running():
+    observed = sys.getprofile() is not None or sys.gettrace() is not None
+    if not isinstance(code, int) or run_exit_handlers is None or observed or _other_threads_running():
         sys.exit(code)
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
