@@ -65,19 +65,22 @@ class WeightDigits:
     with the bounds the exactness checks need."""
 
     def __init__(self, w: torch.Tensor):
-        w = w.to(torch.int64)
         self.rows, self.k = w.shape
         self.digits = digits_for(float(w.abs().max()) if w.numel() else 0.0)
         if self.digits is None:
             raise ValueError("weights too large for int8 digits")
         planes = torch.empty((self.digits, self.rows, self.k), dtype=torch.int8)
-        split(w.to(torch.int32), self.digits, planes)
+        split(w.to(torch.int32), self.digits, planes)  # |w| < 2^23 here, so int32 holds it
         self.matrix = planes.reshape(self.digits * self.rows, self.k).contiguous()
-        mags = planes.to(torch.int64).abs()
-        # the largest sum over one row of |w_j| (digit plane j), and of sum_j |w_j| 256^j
-        self.plane_sums = [float(m.sum(1).max()) if m.numel() else 0.0 for m in mags]
-        scaled = sum(m * 256**j for j, m in enumerate(mags))
-        self.weighted_sum = float(scaled.sum(1).max()) if mags.numel() else 0.0
+        # Per plane j and row: the sum of |w_j| over the row (int64: exact). The bounds: the largest of those per
+        # plane, and the largest over rows of sum_j 256^j (the row's sum of |w_j|), which is sum_k sum_j |w_j| 256^j.
+        row_sums = planes.to(torch.int32).abs_().sum(2, dtype=torch.int64)  # (digits, rows)
+        if row_sums.numel():
+            powers = torch.tensor([256**j for j in range(self.digits)], dtype=torch.int64)[:, None]
+            self.plane_sums = [float(r) for r in row_sums.max(1).values]
+            self.weighted_sum = float((row_sums * powers).sum(0).max())
+        else:
+            self.plane_sums, self.weighted_sum = [0.0] * self.digits, 0.0
 
 
 def group_bounds(a_bounds: list[float], w: WeightDigits) -> list[float]:
