@@ -90,8 +90,8 @@ def same(a, b) -> bool:
         return all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, np.ndarray):
         return np.array_equal(a, b)
-    if hasattr(a, "hyper"):  # a Prepared
-        return same([a.hyper, a.temporal], [b.hyper, b.temporal])
+    if hasattr(a, "hyper"):  # a Prepared: its values (each path keeps them in its own work dtype)
+        return same([a.hyper.double(), a.temporal.double()], [b.hyper.double(), b.temporal.double()])
     return a.dtype == b.dtype and torch.equal(a, b)
 
 

@@ -282,7 +282,8 @@ def test_shipped_stem(models, fast_everywhere, latent):
         def run():
             prep = integer.prepare(z, y_prev, 3.0)
             first, second = integer.parameters(prep, where), integer.parameters(prep, ~where, anchors)
-            return [prep.hyper, prep.temporal, *first, *second]
+            # the shared activations as float64 values: their dtype is each path's work dtype (int32 on int8)
+            return [prep.hyper.double(), prep.temporal.double(), *first, *second]
         both(run, fast_everywhere)
 
 

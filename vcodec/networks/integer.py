@@ -239,11 +239,14 @@ class IntegerStack:
 
     # -- inference -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        """a: float64 integers (1, C, h, w) at 2^in_exp, |a| <= 2^22 -> activations, or the last accumulator.
+    def __call__(self, a: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """a: float64 integers (1, C, h, w) at 2^in_exp, |a| <= 2^22 -> activations, or the last accumulator;
+        float64, or int32 with `dtype` int32 for a stack that ends in a ReLU (its activations, <= ACT_MAX).
 
         With FAST_PATH each layer runs on int8 digits where that is available, exact and worth it, and a large
         transposed convolution left to float64 runs phase by phase; else as the reference. The same integers."""
+        if dtype == torch.int32 and not self.ends_in_relu:
+            raise ValueError("only activations come as int32")
         fast = self._fast_layers() if a.dim() == 4 and a.shape[0] == 1 else None
         int8 = fast is not None and gemm.available()
         ints = None  # int32 (C, h, w) and its peak, while the layers run on int8 digits
@@ -263,17 +266,24 @@ class IntegerStack:
                 a = self._requantize(plan.deconv_float64(a), layer, exp_in)
             else:
                 a = self._plain_layer(a, layer, exp_in)
-        return ints[0][None].double() if ints else a
+        if ints:
+            return ints[0][None] if dtype == torch.int32 else ints[0][None].double()
+        return a.to(dtype)
 
     @torch.no_grad()
-    def points(self, a: torch.Tensor) -> torch.Tensor:
-        """For a stack of 1x1 convolutions only: a (C, n) float64 integers at chosen positions -> (C_out, n).
-        The same integers as __call__ at those positions, for a fraction of the work (one checkerboard half)."""
+    def points(self, a: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """For a stack of 1x1 convolutions only: a (C, n) integers at chosen positions -> (C_out, n). The same
+        integers as __call__ at those positions, for a fraction of the work (one checkerboard half).
+
+        `a` is float64, or int32 (the same integers, |a| <= ACT_MAX: the int8 path reads int32 directly); the
+        result is float64, or in `dtype` int32 where the last layer gives activations (`work_dtype()`)."""
         for layer in self.layers:
             if layer["kind"] != "conv" or layer["weight"].shape[2:] != (1, 1):
                 raise ValueError("points() needs 1x1 convolutions")
         fast, n = (self._fast_layers() if gemm.available() else None), a.shape[-1]
         ints = None
+        if a.dtype == torch.int32:  # no positions at all: the float64 path, as _to_ints decides for float64
+            ints, a = (_peaked(a), None) if a.numel() else (None, a.double())
         for i, layer in enumerate(self.layers):
             plan = fast[i] if fast else None
             if plan is not None and plan.worth_it((1, n), FAST_MIN_MACS_POINTS):
@@ -286,7 +296,9 @@ class IntegerStack:
                 a, ints = ints[0].double(), None
             exp_in = self.in_exp if i == 0 else ACT_FRAC_BITS
             a = self._requantize(layer["weight"][:, :, 0, 0] @ a + layer["bias"][:, None], layer, exp_in)
-        return ints[0].double() if ints else a
+        if ints:
+            return ints[0] if dtype == torch.int32 else ints[0].double()
+        return a.to(torch.int32) if dtype == torch.int32 and self.ends_in_relu else a
 
     def _plain_layer(self, a: torch.Tensor, layer: dict, exp_in: int) -> torch.Tensor:
         """One layer in float64: the reference arithmetic."""
@@ -314,6 +326,18 @@ class IntegerStack:
         if layer["relu"]:
             return round_half_up(acc.clamp_min(0) * 2.0**shift).clamp_max(ACT_MAX)
         return round_half_up(acc * 2.0**shift).clamp(-ACT_MAX, ACT_MAX)
+
+
+def work_dtype() -> torch.dtype:
+    """The dtype that activations between stacks are best kept in here: int32 where the int8 path reads them (half
+    the bytes of float64, and no conversion), float64 elsewhere. Both hold the same integers (|a| <= ACT_MAX)."""
+    return torch.int32 if FAST_PATH and gemm.available() else torch.float64
+
+
+def _peaked(a: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """int32 integers (at least one) -> (them, peak |a|)."""
+    lo, hi = torch.aminmax(a)
+    return a, float(max(-int(lo), int(hi)))
 
 
 def _to_ints(a: torch.Tensor) -> tuple[torch.Tensor, float] | None:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vcodec.networks.integer import (
-    ACT_FRAC_BITS, ACT_MAX, Z_CLAMP, IntegerStack, round_half_up, scale_index, thresholds_at,
+    ACT_FRAC_BITS, ACT_MAX, Z_CLAMP, IntegerStack, round_half_up, scale_index, thresholds_at, work_dtype,
 )
 from vcodec.networks.stem import StemConfig, StemModel
 
@@ -22,12 +22,15 @@ PREFIX = "int.stem."
 
 
 class Prepared:
-    """What both passes of one P-frame share: the hyperprior's and the temporal prior's activations."""
+    """What both passes of one P-frame share: the hyperprior's and the temporal prior's activations, and the
+    previous latent, as integers in the work dtype (integer.work_dtype: int32 where the int8 path reads them)."""
 
     def __init__(self, hyper: torch.Tensor, temporal: torch.Tensor | None, y_prev: torch.Tensor, q: float):
-        self.hyper = hyper  # (2M, h, w) float64 integers at ACT_FRAC_BITS
-        self.temporal = temporal  # (c, h, w) or None
-        self.y_prev = y_prev  # (M, h, w) fixed point
+        work = work_dtype()
+        self.hyper = hyper.to(work)  # (2M, h, w) integers at ACT_FRAC_BITS
+        self.temporal = None if temporal is None else temporal.to(work)  # (c, h, w)
+        self.y_prev = y_prev  # (M, h, w) fixed point, float64
+        self.y_prev_work = y_prev.to(work)
         self.q = q
 
 
@@ -109,16 +112,19 @@ class IntegerStem:
         hs = self.stacks["h_s"]
         acc = hs(a)[0, :, :h, :w]
         hyper = round_half_up(acc * 2.0 ** (ACT_FRAC_BITS - hs.out_exp)).clamp_(-ACT_MAX, ACT_MAX)
-        temporal = self.stacks["tpm"](y_prev[None])[0] if "tpm" in self.stacks else None
+        temporal = self.stacks["tpm"](y_prev[None], work_dtype())[0] if "tpm" in self.stacks else None
         return Prepared(hyper, temporal, y_prev, q)
 
-    def _context(self, anchors: torch.Tensor | None, h: int, w: int) -> torch.Tensor:
+    def _context(self, anchors: torch.Tensor | None, flat: torch.Tensor, n: int) -> torch.Tensor:
+        """The spatial prior's features at the n positions `flat` (C, n): of the decoded anchors, or, without any,
+        the stack's output for zeros at every position."""
         ctx = self.stacks["ctx"]
         if anchors is not None:
-            return ctx(anchors[None])[0]
-        if self._empty_context is None:  # no context: every position sees the stack's output for zeros
-            self._empty_context = ctx(torch.zeros(1, self.config.m, 1, 1, dtype=torch.float64))[0]
-        return self._empty_context.expand(-1, h, w)
+            out = ctx(anchors[None], work_dtype())[0]
+            return out.reshape(out.shape[0], -1)[:, flat]
+        if self._empty_context is None:
+            self._empty_context = ctx(torch.zeros(1, self.config.m, 1, 1, dtype=torch.float64))[0, :, 0]
+        return self._empty_context.expand(-1, n)
 
     @torch.no_grad()
     def parameters(self, prep: Prepared, where: torch.Tensor, anchors: torch.Tensor | None = None):
@@ -126,18 +132,17 @@ class IntegerStem:
         (bool (h, w)), each (M, n) in raster order. `anchors`: the decoded anchors in fixed point, zero elsewhere
         (the second checkerboard pass), or None (the first, or the only pass)."""
         cfg = self.config
-        h, w = prep.y_prev.shape[-2:]
         flat = where.reshape(-1)
+        n, work = int(flat.sum()), prep.hyper.dtype
         pick = lambda t: t.reshape(t.shape[0], -1)[:, flat]  # noqa: E731  (C, h, w) -> (C, n)
         parts = [pick(prep.hyper)]
         if prep.temporal is not None:
             parts.append(pick(prep.temporal))
         if cfg.spm:
-            parts.append(pick(self._context(anchors, h, w)))
-        n = int(flat.sum())
-        plane = torch.full((1, n), float(round(prep.q * 2**ACT_FRAC_BITS)), dtype=torch.float64)
-        hidden = self.stacks["fusion"].points(torch.cat([*parts, plane]))
-        inputs = [hidden, parts[0]] + ([pick(prep.y_prev)] if cfg.skip else [])
+            parts.append(self._context(anchors, flat, n))
+        plane = torch.full((1, n), round(prep.q * 2**ACT_FRAC_BITS), dtype=work)
+        hidden = self.stacks["fusion"].points(torch.cat([p.to(work) for p in (*parts, plane)]), work)
+        inputs = [hidden.to(work), parts[0]] + ([pick(prep.y_prev_work)] if cfg.skip else [])
         out = self.stacks["out"]
         acc = out.points(torch.cat(inputs))
         m = cfg.m
