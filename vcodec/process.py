@@ -1,7 +1,7 @@
 """The `vcodec` process: how it starts and how it ends, tuned for a command that runs once and exits.
 
-Only the program's entry points use this (`vcodec` and `python -m vcodec`, through cli.program); `cli.main()`
-called in a process of its own (the tests, a notebook) changes nothing of that process.
+Only the program's entry points use this (`vcodec` and `python -m vcodec`, through cli.program): `cli.main()`
+called from other code (the tests, a notebook) leaves the collector and the exit of the caller's process alone.
 
 Start: the commands that run networks import torch first, with Python's cycle collector paused, and then freeze
 what the import made. torch's import leaves some 160,000 objects that live until the process ends; otherwise the
