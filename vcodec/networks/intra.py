@@ -128,9 +128,9 @@ class IntraModel(nn.Module):
     def coded_estimate(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent (B, M, h, w) of any size coded as the codec codes it (rounded; the hyper-analysis on the latent
         padded to a multiple of 4, the hyper-synthesis cropped back): estimated bits per item and decoded latent."""
-        h, w = y.shape[-2:]
-        z = torch.round(self.hyper_analysis(pad_to_hyper(y)))
-        mu, log_sigma = (t[..., :h, :w] for t in self.entropy_parameters(z))
+        h, w = y.shape[-2:]  # the networks' outputs in float32, also where they ran under bf16 autocast
+        z = torch.round(self.hyper_analysis(pad_to_hyper(y)).float())
+        mu, log_sigma = (t[..., :h, :w].float() for t in self.entropy_parameters(z))
         sigma = torch.exp(lower_bound(log_sigma, LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
         residual = torch.round(y - mu)
         total = bits(self.z_prior.likelihood(z)) + bits(gaussian_likelihood(residual, sigma))
