@@ -84,14 +84,16 @@ class InterCoder:
         mu = torch.zeros(m, h, w)
         index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
         decoded = None
-        for where in self._passes(h, w):
+        passes = self._passes(h, w)
+        for k, where in enumerate(passes):
             mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
             mu_here = (mu_fixed * 2.0**-ACT_FRAC_BITS).float()
             res = torch.round(y.reshape(m, -1)[:, where.reshape(-1)] - mu_here).to(torch.int64)
             _scatter(residual, where, res)
             _scatter(mu, where, mu_here)
             _scatter(index_grid, where, torch.from_numpy(idx))
-            decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))  # the anchors, zero elsewhere
+            if k + 1 < len(passes):  # the anchors for the next pass, zero elsewhere
+                decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
 
     def packet_of(self, s: InterSymbols, quality: float, index: int) -> C.Packet:
@@ -137,7 +139,8 @@ class InterCoder:
             mu = torch.zeros(m, h, w)
             index_grid = torch.zeros(m, h, w, dtype=torch.uint8)
             decoded = None
-            for k, where in enumerate(self._passes(h, w)):
+            passes = self._passes(h, w)
+            for k, where in enumerate(passes):
                 with stage("entropy model"):
                     mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
                 with stage("rANS"):
@@ -146,7 +149,8 @@ class InterCoder:
                     _scatter(residual, where, res)
                     _scatter(mu, where, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
                     _scatter(index_grid, where, torch.from_numpy(idx))
-                    decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
+                    if k + 1 < len(passes):  # the anchors for the next pass, zero elsewhere
+                        decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
         except DamagedStream as e:
             raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
