@@ -62,12 +62,11 @@ def run_clip(path: Path, frames: int, quality: float, bundle, stem, gop: int) ->
     device = torch.device("cpu")
     encoder = VideoEncoder(bundle, device, gop, stem)
     rows, history = [], {False: True, True: True}
+    q = codec.C.representable_quality(quality)
     for index, rgb in enumerate(frames_of(path, frames)):
-        q = codec.C.representable_quality(quality)
         y = encoder.intra.analysis(rgb, q)
         if index % gop == 0 or encoder.y_hat is None:
-            symbols, intra = encoder.intra.symbols_of(y), True
-            packet = encoder.intra.packet_of(symbols, q, index)
+            symbols = encoder.intra.symbols_of(y)
             row = {"frame": index, "gop_intra": True}
         else:
             order = (True, False) if index % 2 else (False, True)  # neither always runs second
@@ -80,10 +79,9 @@ def run_clip(path: Path, frames: int, quality: float, bundle, stem, gop: int) ->
                    "filtered_priced_i": got[True][3],
                    "p_bits": encoder.inter.cost(got[False][1]) if not got[False][0] else None,
                    "i_bits": exact_i, "i_estimate": encoder.intra.estimated_bits(y)}
-            intra, symbols, packet = got[False][0], got[False][1], packets[False]
+            symbols = got[False][1]  # the same packets either way: the exact decision's latent goes on
         encoder.y_hat = symbols.decoded_latent()
         rows.append(row)
-    encoder.estimate_intra = codec.native_bf16(device)
     return {"clip": path.name, "quality": quality, "frames": rows}
 
 

@@ -280,6 +280,8 @@ class IntegerStack:
         for layer in self.layers:
             if layer["kind"] != "conv" or layer["weight"].shape[2:] != (1, 1):
                 raise ValueError("points() needs 1x1 convolutions")
+        if dtype == torch.int32 and not self.ends_in_relu:
+            raise ValueError("only activations come as int32")
         fast, n = (self._fast_layers() if gemm.available() else None), a.shape[-1]
         ints = None
         if a.dtype == torch.int32:  # no positions at all: the float64 path, as _to_ints decides for float64
@@ -298,7 +300,7 @@ class IntegerStack:
             a = self._requantize(layer["weight"][:, :, 0, 0] @ a + layer["bias"][:, None], layer, exp_in)
         if ints:
             return ints[0] if dtype == torch.int32 else ints[0].double()
-        return a.to(torch.int32) if dtype == torch.int32 and self.ends_in_relu else a
+        return a.to(dtype)
 
     def _plain_layer(self, a: torch.Tensor, layer: dict, exp_in: int) -> torch.Tensor:
         """One layer in float64: the reference arithmetic."""
