@@ -3,21 +3,21 @@
 Only the program's entry points use this (`vcodec` and `python -m vcodec`, through cli.program): `cli.main()`
 called from other code (the tests, a notebook) leaves the collector and the exit of the caller's process alone.
 
-Start: the commands that run networks import torch first, with Python's cycle collector paused, and then freeze
-what the import made. torch's import leaves some 160,000 objects that live until the process ends; otherwise the
-collector walks them again and again while they are young, and three times in full collections, for about 0.15 s
-of a 720p decode of 16 frames (2-core Xeon VM, torch 2.13, 2026-12-07). Freezing excludes them from later
-collections; they are never garbage, and objects made afterwards are collected as before.
+Start: the commands that run networks import torch first, with Python's cycle collector paused, and then freeze what
+the import made. torch's import leaves some 160,000 objects that live until the process ends; otherwise the
+collector walks them again and again while they are young, and three times in full collections, for about 0.16 s of
+a 720p decode of 16 frames (benchmarks/process_overhead.py; 2-core Xeon VM, torch 2.13, 2026-12-07). Freezing
+excludes them from later collections; they are never garbage, and objects made afterwards are collected as before.
 
 End: with torch imported, Python's own shutdown (collecting every object, running torch's op-library finalizers,
-tearing down modules) takes about 0.27 s (`python -c "import torch"`: 1.16 s, 0.92 s with os._exit at the end;
-same machine), and nothing of it is visible outside the process once the command's outputs are closed, which
-every command does itself (atomic outputs). So the process ends with os._exit after what Python's shutdown does
-that can be seen: the exit handlers (`atexit`: weakref finalizers registered with atexit=True such as temporary
-directories, multiprocessing's joins, logging's flush) and the flush of stdout and stderr (a failed flush exits
-120, as Python does). While any non-daemon thread is still running the process exits the ordinary way, which
-first waits for those threads; so it does under a profiler or a tracer (`python -m cProfile -m vcodec ...`,
-coverage, a debugger), which does its own work when the program returns.
+tearing down modules) takes about 0.27-0.30 s, 0.02 s ending in os._exit (the same script and machine), and nothing
+of it is visible outside the process once the command's outputs are closed, which every command does itself (atomic
+outputs). So the process ends with os._exit after what Python's shutdown does that can be seen: the exit handlers
+(`atexit`: weakref finalizers registered with atexit=True such as temporary directories, multiprocessing's joins,
+logging's flush) and the flush of stdout and stderr (a failed flush exits 120, as Python does). While any non-daemon
+thread is still running the process exits the ordinary way, which first waits for those threads; so it does under a
+profiler or a tracer (`python -m cProfile -m vcodec ...`, coverage, a debugger), which does its own work when the
+program returns.
 """
 
 from __future__ import annotations
