@@ -8,6 +8,7 @@ their shapes are multiples of 4 already, so the same code decodes them.)
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,7 @@ class IntraCoder:
         self.y_coder = TableCoder(bundle.gaussian)
         self.z_coder = TableCoder(bundle.z_tables)
         self.timings = timings or timings_for(device)
+        self._estimate_hyper: tuple | None = None  # estimated_bits's h_a and h_s, made at its first call
 
     def quality(self, q: float) -> torch.Tensor:
         return torch.tensor([float(q)], device=self.device)
@@ -116,10 +118,13 @@ class IntraCoder:
     @torch.no_grad()
     def estimated_bits(self, y: torch.Tensor) -> float:
         """The model's estimate of the bits of latent y (1, M, h, w) as an I-frame (IntraModel.coded_estimate),
-        its networks in bf16 where that is native: mostly within 0.3 % of cost(symbols_of(y)), at most 12 % on
-        the development clips, for less than half its time (benchmarks/frame_type_filter.py)."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=native_bf16(self.device)):
-            total, _ = self.model.coded_estimate(y)
+        its hyper networks in bf16 where that is native (a copy made once): mostly within 0.3 % of
+        cost(symbols_of(y)), at most 12 % on the development clips, for less than half its time
+        (benchmarks/frame_type_filter.py)."""
+        if self._estimate_hyper is None:
+            dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32
+            self._estimate_hyper = tuple(copy.deepcopy(net).to(dtype) for net in (self.model.h_a, self.model.h_s))
+        total, _ = self.model.coded_estimate(y, self._estimate_hyper)
         return float(total.sum())
 
     def symbols(self, rgb: np.ndarray, quality: float) -> IntraSymbols:

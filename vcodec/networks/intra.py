@@ -125,12 +125,16 @@ class IntraModel(nn.Module):
         return self.g_s(y_hat * self.inverse_gain(q).to(y_hat.dtype))
 
     @torch.no_grad()
-    def coded_estimate(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def coded_estimate(self, y: torch.Tensor, hyper: tuple[nn.Module, nn.Module] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent (B, M, h, w) of any size coded as the codec codes it (rounded; the hyper-analysis on the latent
-        padded to a multiple of 4, the hyper-synthesis cropped back): estimated bits per item and decoded latent."""
-        h, w = y.shape[-2:]  # the networks' outputs in float32, also where they ran under bf16 autocast
-        z = torch.round(self.hyper_analysis(pad_to_hyper(y)).float())
-        mu, log_sigma = (t[..., :h, :w].float() for t in self.entropy_parameters(z))
+        padded to a multiple of 4, the hyper-synthesis cropped back): estimated bits per item and decoded latent.
+        `hyper`: (h_a, h_s) to run instead of the model's, in their own dtype (a bf16 copy), read back as float32."""
+        h, w = y.shape[-2:]
+        h_a, h_s = hyper or (self.h_a, self.h_s)
+        dtype = next(h_a.parameters()).dtype
+        z = torch.round(h_a(pad_to_hyper(y).to(dtype)).float())
+        mu, log_sigma = (t[..., :h, :w].float() for t in h_s(z.to(dtype)).chunk(2, dim=1))
         sigma = torch.exp(lower_bound(log_sigma, LOG_SIGMA_MIN).clamp(max=LOG_SIGMA_MAX))
         residual = torch.round(y - mu)
         total = bits(self.z_prior.likelihood(z)) + bits(gaussian_likelihood(residual, sigma))
