@@ -331,14 +331,23 @@ def test_scale_index_matches_searchsorted(models):
     assert np.array_equal(I.scale_index(x, uneven), torch.searchsorted(uneven, x, right=True).numpy().astype(np.uint8))
 
 
-def test_digits_split_exactly():
+@pytest.mark.parametrize("wraps", [True, False])
+def test_digits_split_exactly(monkeypatch, wraps):
+    """Both ways to the low digits (narrowing that wraps, which this machine should have, and arithmetic), into
+    contiguous and strided digit planes."""
+    assert gemm._narrowing_wraps()
+    monkeypatch.setattr(gemm, "_narrowing_wraps", lambda: wraps)
     rng = np.random.default_rng(12)
     for digits in (1, 2, 3):
         cap = gemm.digit_capacity(digits)
         x = torch.from_numpy(rng.integers(-cap, cap + 1, 5000)).to(torch.int32)
-        x[:2] = torch.tensor([cap, -cap], dtype=torch.int32)
-        out = torch.empty((digits, 5000), dtype=torch.int8)
-        gemm.split(x, digits, out)
-        back = sum(out[d].long() * 256**d for d in range(digits))
-        assert torch.equal(back, x.long())
+        edges = [cap, -cap, 127, -127] + ([-128, 128, -129, 255, 256, -256] if digits > 1 else [])
+        x[:len(edges)] = torch.tensor(edges, dtype=torch.int32)
+        x_before = x.clone()
+        for out in (torch.empty((digits, 5000), dtype=torch.int8),
+                    torch.zeros((5000, digits, 3), dtype=torch.int8)[:, :, 1].t()):
+            gemm.split(x, digits, out)
+            back = sum(out[d].long() * 256**d for d in range(digits))
+            assert torch.equal(back, x.long()) and torch.equal(x, x_before)
+            assert int(out.min()) >= -128 and int(out.max()) <= 127
         assert gemm.digits_for(cap) == digits and gemm.digits_for(cap + 1) == (digits + 1 if digits < 3 else None)

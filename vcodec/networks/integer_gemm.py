@@ -52,12 +52,31 @@ def digit_bounds(digits: int, peak: float) -> list[float]:
 def split(x: torch.Tensor, digits: int, out: torch.Tensor) -> None:
     """Write the balanced base-256 digits of int32 `x` (|x| <= digit_capacity(digits)) into out[..., d, ...]:
     `out` is a list-like of `digits` int8 views, each shaped like x. x = sum_d out[d] * 256^d."""
+    wraps = _narrowing_wraps()
     r = x
     for d in range(digits - 1):
-        hi = (r + 128) >> 8  # floor((r + 128) / 256): the low digit r - 256 hi lies in [-128, 127]
-        out[d].copy_(r - (hi << 8))
+        # The low digit is r - 256 floor((r + 128) / 256), in [-128, 127]: r mod 256 taken that way, which is what
+        # narrowing int32 to int8 gives where it wraps (one pass instead of three).
+        hi = r + 128
+        hi >>= 8  # floor((r + 128) / 256)
+        out[d].copy_(r if wraps else r - (hi << 8))
         r = hi
     out[digits - 1].copy_(r)
+
+
+@lru_cache(maxsize=1)
+def _narrowing_wraps() -> bool:
+    """Whether torch narrows int32 to int8 modulo 256 here (C++ does since C++20, and every compiler torch is built
+    with did before): checked on values around every wrap point, contiguous and strided, in the vector and the
+    scalar loops. Where it does not, split() computes the low digit arithmetically."""
+    x = torch.arange(-(1 << 23), (1 << 23) + 1, 97, dtype=torch.int32)
+    x = torch.cat([x, (torch.arange(-40, 41, dtype=torch.int32)[:, None] * 256 + torch.tensor([-129, -128, 127, 128],
+                                                                                                   dtype=torch.int32)).reshape(-1)])
+    want = (x - ((x + 128) >> 8) * 256).to(torch.int16)  # the low digits, in a type that holds them as they are
+    buf = torch.zeros((x.numel(), 2), dtype=torch.int8)
+    buf[:, 1].copy_(x)  # a strided destination, as split() writes
+    return bool(torch.equal(x.to(torch.int8).to(torch.int16), want) and torch.equal(buf[:, 1].to(torch.int16), want)
+                and torch.equal(x[:5].to(torch.int8).to(torch.int16), want[:5]))
 
 
 class WeightDigits:
