@@ -21,8 +21,8 @@ from vcodec import container as C
 from vcodec.entropy import TableCoder
 from vcodec.errors import DamagedStream
 from vcodec.intra_coder import IntraCoder, channel_map, coded_bits
+from vcodec.networks.checkerboard import Positions
 from vcodec.networks.integer import ACT_FRAC_BITS, to_fixed
-from vcodec.networks.stem import anchor_mask
 from vcodec.weights import StemBundle
 
 
@@ -39,11 +39,6 @@ class InterSymbols:
         return torch.from_numpy(self.residual).float() + self.mu
 
 
-def _scatter(grid: torch.Tensor, where: torch.Tensor, values: torch.Tensor) -> None:
-    """grid (C, h, w)[:, where] = values (C, n), in raster order."""
-    grid.view(grid.shape[0], -1)[:, where.reshape(-1)] = values
-
-
 class InterCoder:
     def __init__(self, stem: StemBundle, intra: IntraCoder):
         if stem.intra_sha256 != intra.bundle.sha256:
@@ -56,11 +51,10 @@ class InterCoder:
         self.y_coder = intra.y_coder  # the same 64 Gaussian tables
         self.timings = intra.timings
 
-    def _passes(self, h: int, w: int) -> list[torch.Tensor]:
+    def _passes(self, h: int, w: int) -> list[Positions]:
         if not self.stem.config.spm:
-            return [torch.ones(h, w, dtype=torch.bool)]
-        anchors = anchor_mask(h, w)
-        return [anchors, ~anchors]
+            return [Positions.every(h, w)]
+        return [Positions.checkerboard(h, w, 0), Positions.checkerboard(h, w, 1)]
 
     @torch.no_grad()
     def symbols_of(self, y: torch.Tensor, y_prev: torch.Tensor, quality: float,
@@ -88,12 +82,12 @@ class InterCoder:
         for k, where in enumerate(passes):
             mu_fixed, idx = self.stem.integer.parameters(prep, where, decoded)
             mu_here = (mu_fixed * 2.0**-ACT_FRAC_BITS).float()
-            res = torch.round(y.reshape(m, -1)[:, where.reshape(-1)] - mu_here).to(torch.int64)
-            _scatter(residual, where, res)
-            _scatter(mu, where, mu_here)
-            _scatter(index_grid, where, torch.from_numpy(idx))
+            res = torch.round(where.take(y) - mu_here).to(torch.int64)
+            where.put(residual, res)
+            where.put(mu, mu_here)
+            where.put(index_grid, torch.from_numpy(idx))
             if k + 1 < len(passes):  # the anchors for the next pass, zero elsewhere
-                decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
+                decoded = to_fixed(torch.where(where.mask, residual.float() + mu, torch.zeros(())))
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)
 
     def packet_of(self, s: InterSymbols, quality: float, index: int) -> C.Packet:
@@ -102,8 +96,8 @@ class InterCoder:
         with self.timings.stage("rANS"):
             subs = [self.z_coder.encode(s.z, channel_map(s.z.shape))]
             for where in self._passes(h, w):
-                flat = where.reshape(-1).numpy()
-                subs.append(self.y_coder.encode(s.residual.reshape(m, -1)[:, flat], s.scale_index.reshape(m, -1)[:, flat]))
+                subs.append(self.y_coder.encode(where.take(torch.from_numpy(s.residual)).numpy(),
+                                                where.take(torch.from_numpy(s.scale_index)).numpy()))
         return C.Packet(index, C.FRAME_P, quality, (m, h, w), tuple(s.z.shape), subs)
 
     def cost(self, s: InterSymbols) -> float:
@@ -146,11 +140,11 @@ class InterCoder:
                 with stage("rANS"):
                     res = torch.from_numpy(self.y_coder.decode(packet.substreams[1 + k], idx))
                 with stage("entropy model"):
-                    _scatter(residual, where, res)
-                    _scatter(mu, where, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
-                    _scatter(index_grid, where, torch.from_numpy(idx))
+                    where.put(residual, res)
+                    where.put(mu, (mu_fixed * 2.0**-ACT_FRAC_BITS).float())
+                    where.put(index_grid, torch.from_numpy(idx))
                     if k + 1 < len(passes):  # the anchors for the next pass, zero elsewhere
-                        decoded = to_fixed(torch.where(where, residual.float() + mu, torch.zeros(())))
+                        decoded = to_fixed(torch.where(where.mask, residual.float() + mu, torch.zeros(())))
         except DamagedStream as e:
             raise DamagedStream(f"frame {packet.index}: {e}", packet.index) from None
         return InterSymbols(z, residual.numpy(), index_grid.numpy(), mu)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from vcodec.networks.checkerboard import anchor_mask
 from vcodec.networks.intra import LOG_SIGMA_MAX, LOG_SIGMA_MIN, _round_ste
 from vcodec.networks.layers import conv, deconv, lower_bound, pad_to_hyper
 from vcodec.networks.priors import FactorizedPrior, bits, gaussian_likelihood
@@ -78,13 +79,6 @@ class StemConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:
-    """The checkerboard's first half: positions (i, j) with i + j even (bool, (h, w))."""
-    i = torch.arange(h, device=device)[:, None]
-    j = torch.arange(w, device=device)[None, :]
-    return (i + j) % 2 == 0
 
 
 def conv1x1(cin: int, cout: int) -> nn.Conv2d:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vcodec.networks.checkerboard import Positions
 from vcodec.networks.integer import (
     ACT_FRAC_BITS, ACT_MAX, Z_CLAMP, IntegerStack, round_half_up, scale_index, thresholds_at, work_dtype,
 )
@@ -115,31 +116,30 @@ class IntegerStem:
         temporal = self.stacks["tpm"](y_prev[None], work_dtype())[0] if "tpm" in self.stacks else None
         return Prepared(hyper, temporal, y_prev, q)
 
-    def _context(self, anchors: torch.Tensor | None, flat: torch.Tensor, n: int) -> torch.Tensor:
-        """The spatial prior's features at the n positions `flat` (C, n): of the decoded anchors, or, without any,
+    def _context(self, anchors: torch.Tensor | None, where: Positions) -> torch.Tensor:
+        """The spatial prior's features at the positions `where` (C, n): of the decoded anchors, or, without any,
         the stack's output for zeros at every position."""
         ctx = self.stacks["ctx"]
         if anchors is not None:
-            out = ctx(anchors[None], work_dtype())[0]
-            return out.reshape(out.shape[0], -1)[:, flat]
+            return where.take(ctx(anchors[None], work_dtype())[0])
         if self._empty_context is None:
             self._empty_context = ctx(torch.zeros(1, self.config.m, 1, 1, dtype=torch.float64))[0, :, 0]
-        return self._empty_context.expand(-1, n)
+        return self._empty_context.expand(-1, where.count)
 
     @torch.no_grad()
-    def parameters(self, prep: Prepared, where: torch.Tensor, anchors: torch.Tensor | None = None):
+    def parameters(self, prep: Prepared, where: Positions | torch.Tensor, anchors: torch.Tensor | None = None):
         """mu (fixed point, float64 integers) and scale index (uint8) of the symbols at the positions `where`
-        (bool (h, w)), each (M, n) in raster order. `anchors`: the decoded anchors in fixed point, zero elsewhere
-        (the second checkerboard pass), or None (the first, or the only pass)."""
+        (Positions, or a bool mask (h, w)), each (M, n) in raster order. `anchors`: the decoded anchors in fixed
+        point, zero elsewhere (the second checkerboard pass), or None (the first, or the only pass)."""
         cfg = self.config
-        flat = where.reshape(-1)
-        n, work = int(flat.sum()), prep.hyper.dtype
-        pick = lambda t: t.reshape(t.shape[0], -1)[:, flat]  # noqa: E731  (C, h, w) -> (C, n)
+        where = Positions.of(where)
+        n, work = where.count, prep.hyper.dtype
+        pick = where.take  # (C, h, w) -> (C, n)
         parts = [pick(prep.hyper)]
         if prep.temporal is not None:
             parts.append(pick(prep.temporal))
         if cfg.spm:
-            parts.append(self._context(anchors, flat, n))
+            parts.append(self._context(anchors, where))
         plane = torch.full((1, n), round(prep.q * 2**ACT_FRAC_BITS), dtype=work)
         hidden = self.stacks["fusion"].points(torch.cat([p.to(work) for p in (*parts, plane)]), work)
         inputs = [hidden.to(work), parts[0]] + ([pick(prep.y_prev_work)] if cfg.skip else [])
