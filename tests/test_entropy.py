@@ -48,6 +48,8 @@ def test_every_scale_index_round_trips_with_escapes(gaussian_coder):
     values[::97] = rng.integers(-(2**31) + 1, 2**31 - 1, size=values[::97].size)
     data = gaussian_coder.encode(values, which)
     assert np.array_equal(gaussian_coder.decode(data, which), values)
+    # as the decoder's scale indices come (uint8), laid out as a latent
+    assert np.array_equal(gaussian_coder.decode(data, which.astype(np.uint8).reshape(64, 200)), values.reshape(64, 200))
 
 
 @settings(max_examples=60, deadline=None)

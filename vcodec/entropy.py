@@ -108,7 +108,9 @@ class TableCoder:
     def decode(self, data: bytes, which: np.ndarray) -> np.ndarray:
         """Inverse of encode(): the symbols, shaped like `which`."""
         shape = np.shape(which)
-        which = np.asarray(which).reshape(-1).astype(np.int64)
+        which = np.asarray(which).reshape(-1)
+        if which.dtype.kind not in "iu":  # table numbers come as integers; anything else the way encode() takes it
+            which = which.astype(np.int64)
         if len(data) % 4:
             raise CorruptPayload("substream length is not a whole number of 32-bit words")
         try:  # constriction refuses some words at construction already (e.g. a last word of zero)
@@ -117,20 +119,23 @@ class TableCoder:
             raise CorruptPayload(f"entropy decoder failed: {e}") from None
         order = _group_order(which, len(self.tables))
         counts = np.bincount(which, minlength=len(self.tables))
-        positions = np.empty(which.size, dtype=np.int64)
+        if len(counts) > len(self.tables):
+            raise ValueError("table number out of range")
+        values = np.empty(which.size, dtype=np.int64)  # in decode order (by table, raster within one)
+        escaped = []  # where in that order the escape symbols are, table after table
         start = 0
         try:
-            for k in range(len(self.tables)):
-                if counts[k]:
-                    positions[start : start + counts[k]] = coder.decode(self.model(k), int(counts[k]))
-                    start += counts[k]
-            sorted_which = which[order]
-            escaped = positions == self.escape[sorted_which]
-            values = positions + self.low[sorted_which]
-            n_escaped = int(escaped.sum())
-            if n_escaped:
-                halves = coder.decode(_ESCAPE_HALF, 2 * n_escaped).astype(np.int64).reshape(-1, 2)
-                values[escaped] = _unzigzag((halves[:, 0] << 16) | halves[:, 1])
+            for k in np.flatnonzero(counts):  # each table's symbols: its positions, shifted to values
+                end = start + int(counts[k])
+                got = coder.decode(self.model(k), end - start)
+                np.add(got, self.low[k], out=values[start:end])
+                if got.max() == self.escape[k]:  # the escape symbol is the table's last position
+                    escaped.append(start + np.flatnonzero(got == self.escape[k]))
+                start = end
+            if escaped:
+                at = np.concatenate(escaped)
+                halves = coder.decode(_ESCAPE_HALF, 2 * at.size).astype(np.int64).reshape(-1, 2)
+                values[at] = _unzigzag((halves[:, 0] << 16) | halves[:, 1])
         except (ValueError, RuntimeError, AssertionError) as e:  # constriction's own complaints about bad data
             raise CorruptPayload(f"entropy decoder failed: {e}") from None
         if not coder.is_empty():
