@@ -69,9 +69,8 @@ def _narrowing_wraps() -> bool:
     """Whether torch narrows int32 to int8 modulo 256 here (C++ does since C++20, and every compiler torch is built
     with did before): checked on values around every wrap point, contiguous and strided, in the vector and the
     scalar loops. Where it does not, split() computes the low digit arithmetically."""
-    x = torch.arange(-(1 << 23), (1 << 23) + 1, 97, dtype=torch.int32)
-    x = torch.cat([x, (torch.arange(-40, 41, dtype=torch.int32)[:, None] * 256 + torch.tensor([-129, -128, 127, 128],
-                                                                                                   dtype=torch.int32)).reshape(-1)])
+    edges = torch.arange(-40, 41, dtype=torch.int32)[:, None] * 256 + torch.tensor([-129, -128, 127, 128])
+    x = torch.cat([torch.arange(-(1 << 23), (1 << 23) + 1, 97, dtype=torch.int32), edges.reshape(-1).to(torch.int32)])
     want = (x - ((x + 128) >> 8) * 256).to(torch.int16)  # the low digits, in a type that holds them as they are
     buf = torch.zeros((x.numel(), 2), dtype=torch.int8)
     buf[:, 1].copy_(x)  # a strided destination, as split() writes
