@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from vcodec import container as C
 from vcodec.api import psnr_rgb
 from vcodec.codec import VideoDecoder, VideoEncoder
 from vcodec.intra_coder import to_pixels
-from vcodec.networks.pixel_path import PixelPath, native_bf16, resolve_precision
+from vcodec.networks.pixel_path import PixelPath, _SplitConv, amx_bf16, native_bf16, resolve_precision
 
 from conftest import sample_frames
 
@@ -42,7 +43,7 @@ def test_fp32_is_the_float_model(bundle, clip):
         assert torch.allclose(path.g_s(y), model.g_s(y), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("plan", ["fp32", pytest.param("mixed", marks=needs_bf16)])
+@pytest.mark.parametrize("plan", ["fp32"] + [pytest.param(p, marks=needs_bf16) for p in ("mixed", "auto")])
 def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(bundle, plan):
     """g_s.picture (the decoder's: pixel shuffle, rounding, crop and layout in one copy) against the plain form,
     byte for byte, over latents that drive pixels out of [0, 1], odd crops, and a NaN."""
@@ -59,6 +60,38 @@ def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(bundle, plan):
             assert np.array_equal(got, want)
             if scale > 1 and height > 1:
                 assert (want == 0).any() and (want == 255).any()  # the clamps were exercised
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+def test_split_bf16_products_round_only_the_output(transposed):
+    """_SplitConv (auto's g_s with AMX) is float32's sum rounded once to bf16: within half a bf16 ulp (2^-8) of the
+    exact value, plus 2^-14 of the sum of |products|, wherever plain bf16 (inputs and weights rounded) is not."""
+    g = torch.Generator().manual_seed(5)
+    layer = torch.nn.ConvTranspose2d(24, 16, 5, 2, 2, 1) if transposed else torch.nn.Conv2d(24, 16, 3, 1, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
+        layer.bias.copy_(torch.randn(16, generator=g))
+        x = torch.randn(1, 24, 9, 13, generator=g)
+        x[0, :, :3] *= 1e-3  # small values beside large ones, as on dark parts of a picture
+        run = F.conv_transpose2d if transposed else F.conv2d
+        args = (layer.stride, layer.padding) + ((layer.output_padding,) if transposed else ())
+        exact = run(x.double(), layer.weight.double(), layer.bias.double(), *args)
+        magnitude = run(x.double().abs(), layer.weight.double().abs(), layer.bias.double().abs(), *args)
+        bound = 2.0**-8 * exact.abs() + 2.0**-14 * magnitude
+        split = _SplitConv(layer)(x.contiguous(memory_format=torch.channels_last)).double()
+        plain = run(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16(), *args).double()
+    assert split.shape == exact.shape
+    assert bool(((split - exact).abs() <= bound).all())
+    assert not bool(((plain - exact).abs() <= bound).all())  # the bound tells the two apart
+
+
+def test_auto_splits_g_s_products_only_where_amx_runs_bf16(bundle):
+    path = PixelPath(bundle.model.eval(), CPU, "auto")
+    splits = [s for s in path.g_s.steps if isinstance(s, _SplitConv)]
+    assert len(splits) == (3 if amx_bf16(CPU) and native_bf16(CPU) else 0)  # the inner transposed convolutions
+    assert not any(isinstance(s, _SplitConv) for s in path.g_a.steps)
+    assert not any(isinstance(s, _SplitConv) for p in ("fp32", "mixed") if native_bf16(CPU) or p == "fp32"
+                   for s in PixelPath(bundle.model.eval(), CPU, p).g_s.steps)
 
 
 def test_precision_names():

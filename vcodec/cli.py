@@ -148,7 +148,7 @@ def encode(
     fixed_gop: bool = typer.Option(False, "--fixed-gop", help="Frame types exactly as --gop says (by default a P-frame that would cost more than an I-frame is coded as one)."),
     preset: str = typer.Option("medium", "--preset", help="medium; slow, slower or veryslow search each frame for cheaper symbols of the same quality (slower encoding, same decoder)."),
     psnr: bool = typer.Option(False, "--psnr", help="Also decode each frame and report PSNR-RGB."),
-    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (g_a in bf16 where the CPU or GPU runs it natively, g_s in float32), mixed (g_s too: faster decoding, ~0.1 dB less at high q, more on near-black frames), or fp32."),
+    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (g_a in bf16 where the CPU or GPU runs it natively, g_s in float32 or, with AMX, split bf16 products), mixed (g_s too: faster decoding, ~0.1 dB less at high q, more on near-black frames), or fp32."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the input's audio out (it is kept, as coded, by default)."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also print the time each stage took (ms per frame)."),
@@ -248,7 +248,7 @@ def decode(
     frames: Optional[int] = typer.Option(None, "--frames", help="Write at most this many frames."),
     ss: Optional[str] = typer.Option(None, "--ss", help="Start at the first frame at or after this time: seconds (12.5) or [HH:]MM:SS[.frac]."),
     no_audio: bool = typer.Option(False, "-an", "--no-audio", help="Leave the stream's audio out of the output."),
-    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (g_a in bf16 where the CPU or GPU runs it natively, g_s in float32), mixed (g_s too: faster decoding, ~0.1 dB less at high q, more on near-black frames), or fp32."),
+    precision: str = typer.Option("auto", "--precision", help="Pixel path: auto (g_a in bf16 where the CPU or GPU runs it natively, g_s in float32 or, with AMX, split bf16 products), mixed (g_s too: faster decoding, ~0.1 dB less at high q, more on near-black frames), or fp32."),
     overwrite: bool = typer.Option(False, "-y", "--overwrite", help="Overwrite OUTPUT if it exists."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Also print the time each stage took (ms per frame)."),
 ) -> None:

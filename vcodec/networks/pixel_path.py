@@ -7,10 +7,14 @@ in float32. In `mixed` form a transform runs its inner (de)convolutions in bf16 
 GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32. The plans:
 
 - `fp32`: both transforms in float32.
-- `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32.
-  An encoder's g_a only picks the latent that is then quantized, so its bf16 noise costs nothing measurable; g_s
-  draws the pictures, and its bf16 noise costs up to 4 dB on near-black frames at 56 dB (benchmarks/README.md,
-  "Pixel-path precision"), while float32 g_s is only a third slower (72 against 54 ms at 720p).
+- `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32,
+  or, on a CPU with AMX, g_s's inner convolutions as split bf16 products (`_SplitConv`). An encoder's g_a only
+  picks the latent that is then quantized, so its bf16 noise costs nothing measurable; g_s draws the pictures, and
+  its bf16 noise costs up to 4 dB on near-black frames at 56 dB (benchmarks/README.md, "Pixel-path precision").
+  Of that noise, the rounding of a convolution's inputs and weights is what costs; the rounding of its output
+  alone costs 0.006-0.008 dB on average at q 4-7 (benchmarks/gs_rounding.py), and the split form rounds nothing
+  else, in 28 instead of 38 ms for 720p's largest layer where AMX runs bf16 (on AVX512-BF16 alone its three
+  times the products would be slower than float32).
 - `mixed`: both transforms mixed: faster decoding for that cost.
 
 benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32 tensors shaped as NCHW
@@ -33,6 +37,8 @@ PLANS = {
 }
 PRECISIONS = tuple(PLANS)
 CHANNELS_LAST = torch.channels_last
+# The inner arithmetic of `auto`'s g_s on a CPU with AMX, in place of a dtype: split bf16 products (_SplitConv)
+SPLIT_BF16 = "split-bf16"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -43,6 +49,12 @@ def native_bf16(device: torch.device) -> bool:
         probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
         return any(bool(probe()) for probe in probes if probe is not None)
     return False
+
+
+def amx_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions run on AMX tiles here (8x the float32 products per cycle, not AVX512-BF16's 2x)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private: an absent probe counts as no
+    return device.type == "cpu" and probe is not None and bool(probe())
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -139,6 +151,47 @@ class _SubpixelConv:
         return torch.empty((height, width, c), dtype=torch.uint8).copy_(v[:height, :width])
 
 
+class _SplitConv:
+    """A (transposed) convolution from bf16 products, as accurate as float32 but for one rounding of its output to
+    bf16. x = hi + lo, hi its upper 16 bits (exactly a bf16) and lo the rest (rounded to bf16: 2^-8 of lo), and
+    W = W_hi + W_lo likewise, so x W = [hi, lo, hi] . [W_hi, W_hi, W_lo] up to lo W_lo (2^-16 of x W): one bf16
+    convolution over three times the input channels, accumulated in float32 (oneDNN's bf16 kernels round only the
+    result). The bias goes in as b_hi there and b_lo after, in float32."""
+
+    def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
+        self.transposed = isinstance(layer, nn.ConvTranspose2d)
+        w = layer.weight.detach().float()
+        w_hi = w.to(torch.bfloat16)
+        w_lo = (w - w_hi.float()).to(torch.bfloat16)
+        stacked = torch.cat([w_hi, w_hi, w_lo], dim=0 if self.transposed else 1)  # the input channels' axis
+        self.weight = stacked.contiguous(memory_format=CHANNELS_LAST)
+        self.float_weight = w.contiguous(memory_format=CHANNELS_LAST)
+        outputs = w.shape[1] if self.transposed else w.shape[0]
+        self.bias = b = torch.zeros(outputs) if layer.bias is None else layer.bias.detach().float()
+        self.bias_hi = b.to(torch.bfloat16)
+        self.bias_lo = (b - self.bias_hi.float()).view(1, -1, 1, 1)
+        self.stride, self.padding = layer.stride, layer.padding
+        self.output_padding = layer.output_padding if self.transposed else None
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if x.requires_grad or (not self.transposed and min(_out_size(x, self)) <= 1):
+            # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv
+            return self._conv(x, self.float_weight, self.bias)
+        n, c, h, w = x.shape
+        parts = torch.empty((n, 3 * c, h, w), dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
+        hi = x.view(torch.int32).bitwise_and(-65536).view(torch.float32)  # the upper 16 bits: exact in bf16
+        parts[:, :c].copy_(hi)
+        parts[:, c:2 * c].copy_(x - hi)
+        parts[:, 2 * c:].copy_(parts[:, :c])
+        return self._conv(parts, self.weight, self.bias_hi).float().add_(self.bias_lo)
+
+
 def picture_bytes(x: torch.Tensor) -> torch.Tensor:
     """(C, H, W) float in [0, 1] -> uint8 (H, W, C) on the CPU (a permuted view): NaN -> 0, clamped, x 255, rounded
     half to even."""
@@ -168,20 +221,24 @@ class _Gdn:
 
 class FastTransform:
     """An analysis or synthesis transform (alternating (de)convolutions and GDNs) under a precision plan; `inner`
-    is the dtype of every layer but the first and last convolution, which stay float32."""
+    is the dtype of every layer but the first and last convolution, which stay float32, or SPLIT_BF16: the inner
+    convolutions as split bf16 products, the GDNs in float32."""
 
-    def __init__(self, transform: nn.Sequential, inner: torch.dtype, pixels_first: bool):
+    def __init__(self, transform: nn.Sequential, inner: torch.dtype | str, pixels_first: bool):
         layers = list(transform)
         convs = [k for k, layer in enumerate(layers) if not isinstance(layer, GDN)]
         outer = convs[0] if pixels_first else convs[-1]  # the layer that touches pixels
+        split = inner == SPLIT_BF16
         self.steps = []
         for k, layer in enumerate(layers):
             if isinstance(layer, GDN):
-                self.steps.append(_Gdn(layer, inner))
+                self.steps.append(_Gdn(layer, torch.float32 if split else inner))
             elif isinstance(layer, nn.ConvTranspose2d) and k == outer:
                 self.steps.append(_SubpixelConv(layer))
+            elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and split and k != outer:
+                self.steps.append(_SplitConv(layer))
             elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-                self.steps.append(_Conv(layer, torch.float32 if k == outer else inner))
+                self.steps.append(_Conv(layer, torch.float32 if k == outer or split else inner))
             else:
                 raise TypeError(f"FastTransform does not know {type(layer).__name__}")
 
@@ -216,5 +273,7 @@ class PixelPath:
     def __init__(self, model, device: torch.device, precision: str = "auto"):
         self.precision = resolve_precision(precision, device)
         analysis, synthesis = PLANS[self.precision]
+        if self.precision == "auto" and amx_bf16(device):
+            synthesis = SPLIT_BF16
         self.g_a = FastTransform(model.g_a, analysis, pixels_first=True)
         self.g_s = FastTransform(model.g_s, synthesis, pixels_first=False)
