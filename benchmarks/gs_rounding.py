@@ -12,7 +12,8 @@ latent (g_a and the entropy path float32), mean and worst picture, per quality.
 `--speed`: the 64 -> 64 transposed convolution of a 720p frame (180x320 -> 360x640, g_s's largest) in float32,
 in bf16, and as `auto`'s split bf16 products on AMX (pixel_path._SplitConv: x = hi + lo and W = W_hi + W_lo, so
 [hi, lo, hi] . [W_hi, W_hi, W_lo] as one bf16 convolution over three times the channels, which rounds only its
-output), that convolution alone and with the splitting and the float32 output it needs.
+output), that convolution alone and with the splitting and the float32 output it needs; then float32 against the
+split form at the layer sizes of small pictures up to 1080p (what pixel_path.SPLIT_MIN_MACS is set from).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from vcodec import weights  # noqa: E402
 from vcodec.api import psnr_rgb  # noqa: E402
 from vcodec.intra_coder import IntraCoder, to_pixels  # noqa: E402
 from vcodec.media import open_source  # noqa: E402
+from vcodec.networks import pixel_path  # noqa: E402
 from vcodec.networks.pixel_path import (  # noqa: E402
     CHANNELS_LAST, PixelPath, _Conv, _Gdn, _SplitConv, _SubpixelConv, native_bf16,
 )
@@ -95,26 +97,43 @@ def best_of(fn, repeats: int = 7) -> float:
     return min(times)
 
 
+# (input channels, input height, width) of g_s's inner transposed convolutions: small pictures up to 720p's (the
+# last three) and 1080p's largest; for the split's size threshold, pixel_path.SPLIT_MIN_MACS
+LAYER_SIZES = [(64, 12, 20), (128, 12, 20), (64, 23, 40), (128, 23, 40), (128, 45, 80), (64, 90, 160),
+               (64, 180, 320), (64, 272, 480)]
+
+
 def speed() -> dict:
-    """The 720p layer in float32, in bf16, and as pixel_path._SplitConv (its bf16 convolution alone, and whole)."""
+    """720p's largest layer in float32, in bf16, and as pixel_path._SplitConv (its bf16 convolution alone, and
+    whole); then float32 against _SplitConv at every size in LAYER_SIZES (its size threshold off)."""
     torch.manual_seed(0)
     layer = torch.nn.ConvTranspose2d(64, 64, 5, 2, 2, 1)
     with torch.no_grad():
         layer.weight.normal_(0, 0.05)
     x = torch.randn(1, 64, 180, 320).contiguous(memory_format=CHANNELS_LAST)
     w, b, args = layer.weight.detach().contiguous(memory_format=CHANNELS_LAST), layer.bias.detach(), (2, 2, 1)
+    pixel_path.SPLIT_MIN_MACS = 0
     split = _SplitConv(layer)
     parts = torch.randn(1, 192, 180, 320).to(BF16).contiguous(memory_format=CHANNELS_LAST)
     ref = F.conv_transpose2d(x.double(), w.double(), b.double(), *args)
     error = float((split(x).double() - ref).abs().max() / ref.abs().max())
     x_bf, w_bf, b_bf = x.to(BF16), w.to(BF16), b.to(BF16)
-    return {
+    result = {
         "fp32_ms": 1000 * best_of(lambda: F.conv_transpose2d(x, w, b, *args)),
         "bf16_ms": 1000 * best_of(lambda: F.conv_transpose2d(x_bf, w_bf, b_bf, *args)),
-        "split_conv_only_ms": 1000 * best_of(lambda: F.conv_transpose2d(parts, split.weight, split.bias_hi, *args)),
+        "split_conv_only_ms": 1000 * best_of(lambda: F.conv_transpose2d(parts, *split.split_weights()[:2], *args)),
         "split_with_preparation_ms": 1000 * best_of(lambda: split(x)),
         "split_max_relative_error": error,
+        "sizes": [],
     }
+    for cin, h, w_ in LAYER_SIZES:
+        layer = torch.nn.ConvTranspose2d(cin, 64, 5, 2, 2, 1)
+        x = torch.randn(1, cin, h, w_).contiguous(memory_format=CHANNELS_LAST)
+        float32, split = _Conv(layer, torch.float32), _SplitConv(layer)
+        row = {"input": [cin, h, w_], "mmacs": cin * 64 * 25 * h * w_ / 1e6,
+               "fp32_ms": 1000 * best_of(lambda: float32(x)), "split_ms": 1000 * best_of(lambda: split(x))}
+        result["sizes"].append(row)
+    return result
 
 
 def main(argv=None) -> int:
@@ -163,6 +182,11 @@ def main(argv=None) -> int:
                   f"ms, bf16 {s['bf16_ms']:.1f} ms, output-rounding bf16 {s['split_conv_only_ms']:.1f} ms alone, "
                   f"{s['split_with_preparation_ms']:.1f} ms with its splitting and float32 output "
                   f"(max error {s['split_max_relative_error']:.1e} of the largest output)")
+            for row in s["sizes"]:
+                cin, h, w = row["input"]
+                print(f"  {cin} x {h}x{w} in ({row['mmacs']:.0f} M multiply-adds): "
+                      f"float32 {row['fp32_ms']:.2f} ms, split {row['split_ms']:.2f} ms "
+                      f"({row['split_ms'] / row['fp32_ms']:.2f}x)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -13,6 +13,7 @@ from vcodec import container as C
 from vcodec.api import psnr_rgb
 from vcodec.codec import VideoDecoder, VideoEncoder
 from vcodec.intra_coder import to_pixels
+from vcodec.networks import pixel_path
 from vcodec.networks.pixel_path import PixelPath, _SplitConv, amx_bf16, native_bf16, resolve_precision
 
 from conftest import sample_frames
@@ -44,9 +45,11 @@ def test_fp32_is_the_float_model(bundle, clip):
 
 
 @pytest.mark.parametrize("plan", ["fp32"] + [pytest.param(p, marks=needs_bf16) for p in ("mixed", "auto")])
-def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(bundle, plan):
+def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(monkeypatch, bundle, plan):
     """g_s.picture (the decoder's: pixel shuffle, rounding, crop and layout in one copy) against the plain form,
-    byte for byte, over latents that drive pixels out of [0, 1], odd crops, and a NaN."""
+    byte for byte, over latents that drive pixels out of [0, 1], odd crops, and a NaN (split products even on
+    these small layers)."""
+    monkeypatch.setattr(pixel_path, "SPLIT_MIN_MACS", 0)
     path = PixelPath(bundle.model.eval(), CPU, plan)
     g = torch.Generator().manual_seed(3)
     for h, w, scale in [(12, 20, 1.0), (5, 7, 8.0), (3, 4, 30.0)]:
@@ -63,9 +66,11 @@ def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(bundle, plan):
 
 
 @pytest.mark.parametrize("transposed", [True, False])
-def test_split_bf16_products_round_only_the_output(transposed):
+def test_split_bf16_products_round_only_the_output(monkeypatch, transposed):
     """_SplitConv (auto's g_s with AMX) is float32's sum rounded once to bf16: within half a bf16 ulp (2^-8) of the
-    exact value, plus 2^-14 of the sum of |products|, wherever plain bf16 (inputs and weights rounded) is not."""
+    exact value, plus 2^-14 of the sum of |products|, wherever plain bf16 (inputs and weights rounded) is not; a
+    layer below SPLIT_MIN_MACS is float32's."""
+    monkeypatch.setattr(pixel_path, "SPLIT_MIN_MACS", 0)
     g = torch.Generator().manual_seed(5)
     layer = torch.nn.ConvTranspose2d(24, 16, 5, 2, 2, 1) if transposed else torch.nn.Conv2d(24, 16, 3, 1, 1)
     with torch.no_grad():
@@ -83,6 +88,11 @@ def test_split_bf16_products_round_only_the_output(transposed):
     assert split.shape == exact.shape
     assert bool(((split - exact).abs() <= bound).all())
     assert not bool(((plain - exact).abs() <= bound).all())  # the bound tells the two apart
+    assert not torch.equal(split, run(x, layer.weight, layer.bias, *args).double())  # it did take bf16 products
+    monkeypatch.setattr(pixel_path, "SPLIT_MIN_MACS", 10**12)  # a small layer: float32 as it is
+    with torch.no_grad():
+        small = _SplitConv(layer)(x.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(small, run(x, layer.weight, layer.bias, *args), rtol=1e-5, atol=1e-6)
 
 
 def test_auto_splits_g_s_products_only_where_amx_runs_bf16(bundle):

@@ -8,13 +8,14 @@ GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32
 
 - `fp32`: both transforms in float32.
 - `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32,
-  or, on a CPU with AMX, g_s's inner convolutions as split bf16 products (`_SplitConv`). An encoder's g_a only
-  picks the latent that is then quantized, so its bf16 noise costs nothing measurable; g_s draws the pictures, and
-  its bf16 noise costs up to 4 dB on near-black frames at 56 dB (benchmarks/README.md, "Pixel-path precision").
-  Of that noise, the rounding of a convolution's inputs and weights is what costs; the rounding of its output
-  alone costs 0.006-0.008 dB on average at q 4-7 (benchmarks/gs_rounding.py), and the split form rounds nothing
-  else, in 28 instead of 38 ms for 720p's largest layer where AMX runs bf16 (on AVX512-BF16 alone its three
-  times the products would be slower than float32).
+  or, on a CPU with AMX, g_s's inner convolutions as split bf16 products (`_SplitConv`, layers of SPLIT_MIN_MACS
+  multiply-adds or more). An encoder's g_a only picks the latent that is then quantized, so its bf16 noise costs
+  nothing measurable; g_s draws the pictures, and its bf16 noise costs up to 4 dB on near-black frames at 56 dB
+  (benchmarks/README.md, "Pixel-path precision"). Of that noise, the rounding of a convolution's inputs and weights
+  is what costs; the rounding of its output alone costs 0.006-0.008 dB on average at q 4-7
+  (benchmarks/gs_rounding.py), and the split form rounds nothing else, in 24-30 instead of 29-39 ms for 720p's
+  largest layer where AMX runs bf16 (on AVX512-BF16 alone its three times the products would be slower than
+  float32).
 - `mixed`: both transforms mixed: faster decoding for that cost.
 
 benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32 tensors shaped as NCHW
@@ -22,6 +23,8 @@ benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -39,6 +42,11 @@ PRECISIONS = tuple(PLANS)
 CHANNELS_LAST = torch.channels_last
 # The inner arithmetic of `auto`'s g_s on a CPU with AMX, in place of a dtype: split bf16 products (_SplitConv)
 SPLIT_BF16 = "split-bf16"
+# Below this many multiply-adds a layer's split products cost about as much as float32 or more (the splitting and
+# the float32 output around them): 1.15x at 25-50 M, 0.75-0.82x at 94-188 M, 0.64-0.83x from 737 M to 5.9 G (720p's
+# layers are 737 M, 1.5 G and 5.9 G), 0.91x at 13 G (1080p's largest) on a 2-core AMX Xeon (benchmarks/
+# gs_rounding.py --speed); 94 M was 1.14x in another hour there. Small layers also keep their split weights unmade.
+SPLIT_MIN_MACS = 200_000_000
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -160,18 +168,28 @@ class _SplitConv:
 
     def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
         self.transposed = isinstance(layer, nn.ConvTranspose2d)
-        w = layer.weight.detach().float()
-        w_hi = w.to(torch.bfloat16)
-        w_lo = (w - w_hi.float()).to(torch.bfloat16)
-        stacked = torch.cat([w_hi, w_hi, w_lo], dim=0 if self.transposed else 1)  # the input channels' axis
-        self.weight = stacked.contiguous(memory_format=CHANNELS_LAST)
-        self.float_weight = w.contiguous(memory_format=CHANNELS_LAST)
-        outputs = w.shape[1] if self.transposed else w.shape[0]
-        self.bias = b = torch.zeros(outputs) if layer.bias is None else layer.bias.detach().float()
-        self.bias_hi = b.to(torch.bfloat16)
-        self.bias_lo = (b - self.bias_hi.float()).view(1, -1, 1, 1)
+        self.float_weight = layer.weight.detach().float().contiguous(memory_format=CHANNELS_LAST)
+        outputs = self.float_weight.shape[1] if self.transposed else self.float_weight.shape[0]
+        self.macs_per_position = self.float_weight.numel()  # inputs x outputs x taps
+        self.bias = torch.zeros(outputs) if layer.bias is None else layer.bias.detach().float()
         self.stride, self.padding = layer.stride, layer.padding
         self.output_padding = layer.output_padding if self.transposed else None
+        self._split: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # made on the first large input
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.float_weight  # its shape is what _out_size reads
+
+    def split_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[W_hi, W_hi, W_lo] along the input channels (bf16), b_hi (bf16) and b_lo (float32, broadcastable)."""
+        if self._split is None:
+            w, b = self.float_weight, self.bias
+            w_hi = w.to(torch.bfloat16)
+            w_lo = (w - w_hi.float()).to(torch.bfloat16)
+            stacked = torch.cat([w_hi, w_hi, w_lo], dim=0 if self.transposed else 1)  # the input channels' axis
+            b_hi = b.to(torch.bfloat16)
+            self._split = stacked.contiguous(memory_format=CHANNELS_LAST), b_hi, (b - b_hi.float()).view(1, -1, 1, 1)
+        return self._split
 
     def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if self.transposed:
@@ -180,16 +198,21 @@ class _SplitConv:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        if x.requires_grad or (not self.transposed and min(_out_size(x, self)) <= 1):
-            # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv
-            return self._conv(x, self.float_weight, self.bias)
         n, c, h, w = x.shape
+        # multiply-adds: each input position of a transposed convolution, each output position of a convolution
+        positions = h * w if self.transposed else math.prod(_out_size(x, self))
+        thin = not self.transposed and min(_out_size(x, self)) <= 1
+        if x.requires_grad or thin or n * positions * self.macs_per_position < SPLIT_MIN_MACS:
+            # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv; small layers
+            # are faster in float32
+            return self._conv(x, self.float_weight, self.bias)
+        weight, bias_hi, bias_lo = self.split_weights()
         parts = torch.empty((n, 3 * c, h, w), dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
         hi = x.view(torch.int32).bitwise_and(-65536).view(torch.float32)  # the upper 16 bits: exact in bf16
         parts[:, :c].copy_(hi)
         parts[:, c:2 * c].copy_(x - hi)
         parts[:, 2 * c:].copy_(parts[:, :c])
-        return self._conv(parts, self.weight, self.bias_hi).float().add_(self.bias_lo)
+        return self._conv(parts, weight, bias_hi).float().add_(bias_lo)
 
 
 def picture_bytes(x: torch.Tensor) -> torch.Tensor:
