@@ -23,7 +23,6 @@ import datetime
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +33,10 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from pixel_precision import best_of, pictures  # noqa: E402  (this folder: the script's own)
 from vcodec import weights  # noqa: E402
 from vcodec.api import psnr_rgb  # noqa: E402
 from vcodec.intra_coder import IntraCoder, to_pixels  # noqa: E402
-from vcodec.media import open_source  # noqa: E402
 from vcodec.networks import pixel_path  # noqa: E402
 from vcodec.networks.pixel_path import (  # noqa: E402
     CHANNELS_LAST, PixelPath, _Conv, _Gdn, _SplitConv, _SubpixelConv, native_bf16,
@@ -46,16 +45,6 @@ from vcodec.networks.pixel_path import (  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 BF16 = torch.bfloat16
 VARIANTS = ("inputs", "weights", "outputs", "gdn", "bf16")
-
-
-def pictures(inputs: list[Path], positions: list[int]) -> list[tuple[str, np.ndarray]]:
-    out = []
-    for path in inputs:
-        with open_source(path) as src:
-            for i, rgb in enumerate(src.frames(0, max(positions) + 1)):
-                if i in positions:
-                    out.append((f"{path.name}:{i}", rgb))
-    return out
 
 
 def rounded(t: torch.Tensor) -> torch.Tensor:
@@ -85,16 +74,6 @@ def synthesis(g_s, y: torch.Tensor, variant: str | None) -> torch.Tensor:
                 norm = F.conv2d(x.abs(), step.gamma.float(), step.beta_flat)
             x = norm.mul_(x) if step.inverse else x / norm
     return x
-
-
-def best_of(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 # (input channels, input height, width) of g_s's inner transposed convolutions: small pictures up to 720p's (the
