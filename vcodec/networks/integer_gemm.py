@@ -66,9 +66,9 @@ def split(x: torch.Tensor, digits: int, out: torch.Tensor) -> None:
 
 @lru_cache(maxsize=1)
 def _narrowing_wraps() -> bool:
-    """Whether torch narrows int32 to int8 modulo 256 here (C++ does since C++20, and every compiler torch is built
-    with did before): checked on values around every wrap point, contiguous and strided, in the vector and the
-    scalar loops. Where it does not, split() computes the low digit arithmetically."""
+    """Whether torch narrows int32 to int8 modulo 256 here (C++20 defines the conversion so; GCC, Clang and MSVC
+    documented it so before): checked on values around every wrap point, into contiguous and strided int8, long
+    and short tensors. Where it does not, split() computes the low digit arithmetically."""
     edges = torch.arange(-40, 41, dtype=torch.int32)[:, None] * 256 + torch.tensor([-129, -128, 127, 128])
     x = torch.cat([torch.arange(-(1 << 23), (1 << 23) + 1, 97, dtype=torch.int32), edges.reshape(-1).to(torch.int32)])
     want = (x - ((x + 128) >> 8) * 256).to(torch.int16)  # the low digits, in a type that holds them as they are

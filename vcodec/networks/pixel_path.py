@@ -60,7 +60,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def amx_bf16(device: torch.device) -> bool:
-    """Whether bf16 convolutions run on AMX tiles here (8x the float32 products per cycle, not AVX512-BF16's 2x)."""
+    """Whether bf16 convolutions run on AMX tiles here: 6-7x float32's speed on 720p's largest g_s layer
+    (benchmarks/gs_rounding.py --speed), where AVX512-BF16 alone gives at most 2x."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private: an absent probe counts as no
     return device.type == "cpu" and probe is not None and bool(probe())
 
