@@ -3,16 +3,16 @@
     python benchmarks/gs_rounding.py                         # the 12 val photos and 7 frames of two 720p clips
     python benchmarks/gs_rounding.py IMAGE_OR_CLIP... --qualities 2,4,7
 
-g_s (networks/pixel_path.py) stays float32 by default because bf16 costs up to 4 dB on near-black frames. Each
+g_s (networks/pixel_path.py) never runs in plain bf16 by default: that costs up to 4 dB on near-black frames. Each
 variant here rounds one thing to bf16 in g_s's inner layers (the three transposed convolutions and their IGDNs;
 the pixel layer stays float32) and keeps the rest float32: the convolutions' inputs, their weights, their outputs,
 the IGDN norms' sums; `bf16` is all of them (the `mixed` plan's g_s). PSNR-RGB against float32 g_s of the same
 latent (g_a and the entropy path float32), mean and worst picture, per quality.
 
-`--speed`: the 64 -> 64 transposed convolution of a 720p frame (180x320 -> 360x640, g_s's largest) in float32,
-in bf16, and as `auto`'s split bf16 products on AMX (pixel_path._SplitConv: x = hi + lo and W = W_hi + W_lo, so
-[hi, lo, hi] . [W_hi, W_hi, W_lo] as one bf16 convolution over three times the channels, which rounds only its
-output), that convolution alone and with the splitting and the float32 output it needs; then float32 against the
+`--speed [--threads 1,2]`: the 64 -> 64 transposed convolution of a 720p frame (180x320 -> 360x640, g_s's largest)
+in float32, in bf16, and as `auto`'s split bf16 products on AMX (pixel_path._SplitConv: x = hi + lo and W = W_hi +
+W_lo, so [hi, lo, hi] . [W_hi, W_hi, W_lo] as one bf16 convolution over three times the channels, which rounds only
+its output), that convolution alone and with the splitting and the float32 output it needs; then float32 against the
 split form at the layer sizes of small pictures up to 1080p (what pixel_path.SPLIT_MIN_MACS is set from).
 """
 
@@ -120,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("inputs", nargs="*", type=Path)
     ap.add_argument("--qualities", default="0,2,4,7")
     ap.add_argument("--speed", action="store_true", help="also time the 720p layer (needs native bf16)")
+    ap.add_argument("--threads", default=str(torch.get_num_threads()), help="torch threads for --speed, e.g. 1,2")
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "gs_rounding.json")
     args = ap.parse_args(argv)
     device = torch.device("cpu")
@@ -156,16 +157,20 @@ def main(argv=None) -> int:
         if not native_bf16(device):
             print("no native bf16 here: --speed skipped")
         else:
-            result["speed_720p_layer"] = s = speed()
-            print(f"720p 64->64 transposed convolution ({torch.get_num_threads()} threads): float32 {s['fp32_ms']:.1f} "
-                  f"ms, bf16 {s['bf16_ms']:.1f} ms, output-rounding bf16 {s['split_conv_only_ms']:.1f} ms alone, "
-                  f"{s['split_with_preparation_ms']:.1f} ms with its splitting and float32 output "
-                  f"(max error {s['split_max_relative_error']:.1e} of the largest output)")
-            for row in s["sizes"]:
-                cin, h, w = row["input"]
-                print(f"  {cin} x {h}x{w} in ({row['mmacs']:.0f} M multiply-adds): "
-                      f"float32 {row['fp32_ms']:.2f} ms, split {row['split_ms']:.2f} ms "
-                      f"({row['split_ms'] / row['fp32_ms']:.2f}x)")
+            result["speed_720p_layer"] = {}
+            for threads in (int(t) for t in args.threads.split(",")):
+                torch.set_num_threads(threads)
+                pixel_path.SPLIT_MAX_THREADS = threads  # timed as it would run, whatever the default allows
+                result["speed_720p_layer"][str(threads)] = s = speed()
+                print(f"720p 64->64 transposed convolution ({threads} threads): float32 {s['fp32_ms']:.1f} "
+                      f"ms, bf16 {s['bf16_ms']:.1f} ms, output-rounding bf16 {s['split_conv_only_ms']:.1f} ms "
+                      f"alone, {s['split_with_preparation_ms']:.1f} ms with its splitting and float32 output "
+                      f"(max error {s['split_max_relative_error']:.1e} of the largest output)")
+                for row in s["sizes"]:
+                    cin, h, w = row["input"]
+                    print(f"  {cin} x {h}x{w} in ({row['mmacs']:.0f} M multiply-adds): "
+                          f"float32 {row['fp32_ms']:.2f} ms, split {row['split_ms']:.2f} ms "
+                          f"({row['split_ms'] / row['fp32_ms']:.2f}x)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

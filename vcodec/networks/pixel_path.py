@@ -9,12 +9,12 @@ GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32
 - `fp32`: both transforms in float32.
 - `auto` (the default): g_a mixed where bf16 is native (AVX512-BF16 or AMX on the CPU, bf16 on CUDA), g_s float32,
   or, on a CPU with AMX, g_s's inner convolutions as split bf16 products (`_SplitConv`, layers of SPLIT_MIN_MACS
-  multiply-adds or more). An encoder's g_a only picks the latent that is then quantized, so its bf16 noise costs
-  nothing measurable; g_s draws the pictures, and its bf16 noise costs up to 4 dB on near-black frames at 56 dB
-  (benchmarks/README.md, "Pixel-path precision"). Of that noise, the rounding of a convolution's inputs and weights
-  is what costs; the rounding of its output alone costs 0.006-0.008 dB on average at q 4-7
-  (benchmarks/gs_rounding.py), and the split form rounds nothing else, in 24-30 instead of 29-39 ms for 720p's
-  largest layer where AMX runs bf16 (on AVX512-BF16 alone its three times the products would be slower than
+  multiply-adds or more, on up to SPLIT_MAX_THREADS threads). An encoder's g_a only picks the latent that is then
+  quantized, so its bf16 noise costs nothing measurable; g_s draws the pictures, and its bf16 noise costs up to 4 dB
+  on near-black frames at 56 dB (benchmarks/README.md, "Pixel-path precision"). Of that noise, the rounding of a
+  convolution's inputs and weights is what costs; the rounding of its output alone costs 0.006-0.008 dB on average
+  at q 4-7 (benchmarks/gs_rounding.py), and the split form rounds nothing else, in 24-30 instead of 29-39 ms for
+  720p's largest layer where AMX runs bf16 (on AVX512-BF16 alone its three times the products would be slower than
   float32).
 - `mixed`: both transforms mixed: faster decoding for that cost.
 
@@ -43,10 +43,15 @@ CHANNELS_LAST = torch.channels_last
 # The inner arithmetic of `auto`'s g_s on a CPU with AMX, in place of a dtype: split bf16 products (_SplitConv)
 SPLIT_BF16 = "split-bf16"
 # Below this many multiply-adds a layer's split products cost about as much as float32 or more (the splitting and
-# the float32 output around them): 1.15x at 25-50 M, 0.75-0.82x at 94-188 M, 0.64-0.83x from 737 M to 5.9 G (720p's
-# layers are 737 M, 1.5 G and 5.9 G), 0.91x at 13 G (1080p's largest) on a 2-core AMX Xeon (benchmarks/
-# gs_rounding.py --speed); 94 M was 1.14x in another hour there. Small layers also keep their split weights unmade.
+# the float32 output around them). On a 2-core AMX Xeon, 2 threads (1 thread), benchmarks/gs_rounding.py --speed
+# --threads 1,2: 1.30-1.52x (0.96-0.98x) at 25-50 M, 0.86-0.92x (0.76-0.79x) at 94-188 M, 0.68-0.69x at 737 M and
+# 1.5 G, 0.89x (0.84x) at 5.9 G (720p's layers: 737 M, 1.5 G, 5.9 G), 0.91x (0.96x) at 13 G (1080p's largest).
+# Small layers also keep their split weights unmade.
 SPLIT_MIN_MACS = 200_000_000
+# And with at most this many torch threads: the splitting and the float32 output stream through memory that more
+# threads share, so the gain may shrink with more of them (measured on 1 and 2, above); past 4, unmeasured,
+# float32 stays.
+SPLIT_MAX_THREADS = 4
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -203,9 +208,10 @@ class _SplitConv:
         # multiply-adds: each input position of a transposed convolution, each output position of a convolution
         positions = h * w if self.transposed else math.prod(_out_size(x, self))
         thin = not self.transposed and min(_out_size(x, self)) <= 1
-        if x.requires_grad or thin or n * positions * self.macs_per_position < SPLIT_MIN_MACS:
-            # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv; small layers
-            # are faster in float32
+        small = n * positions * self.macs_per_position < SPLIT_MIN_MACS
+        if x.requires_grad or thin or small or torch.get_num_threads() > SPLIT_MAX_THREADS:
+            # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv; small layers,
+            # and many threads, are faster (or not known to be slower) in float32
             return self._conv(x, self.float_weight, self.bias)
         weight, bias_hi, bias_lo = self.split_weights()
         parts = torch.empty((n, 3 * c, h, w), dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
