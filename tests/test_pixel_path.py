@@ -4,6 +4,8 @@ decodes any stream."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +67,9 @@ def test_fused_picture_gives_the_bytes_of_g_s_then_to_pixels(monkeypatch, bundle
                 assert (want == 0).any() and (want == 255).any()  # the clamps were exercised
 
 
-@needs_bf16  # the split is used only with AMX; elsewhere bf16 convolutions may not accumulate in float32
+@pytest.mark.skipif(not native_bf16(CPU) or os.environ.get("ONEDNN_MAX_CPU_ISA") is not None
+                    or not torch.backends.mkldnn.is_available(),
+                    reason="the split runs only on oneDNN's bf16 kernels (with AMX); fallbacks need not sum in float32")
 @pytest.mark.parametrize("transposed", [True, False])
 def test_split_bf16_products_round_only_the_output(monkeypatch, transposed):
     """_SplitConv (auto's g_s with AMX) is float32's sum rounded once to bf16: within half a bf16 ulp (2^-8) of the
@@ -96,13 +100,19 @@ def test_split_bf16_products_round_only_the_output(monkeypatch, transposed):
         assert torch.allclose(small, run(x, layer.weight, layer.bias, *args), rtol=1e-5, atol=1e-6)
 
 
-def test_auto_splits_g_s_products_only_where_amx_runs_bf16(bundle):
+def test_auto_splits_g_s_products_only_where_amx_runs_bf16(monkeypatch, bundle):
     path = PixelPath(bundle.model.eval(), CPU, "auto")
     splits = [s for s in path.g_s.steps if isinstance(s, _SplitConv)]
     assert len(splits) == (3 if amx_bf16(CPU) and native_bf16(CPU) else 0)  # the inner transposed convolutions
     assert not any(isinstance(s, _SplitConv) for s in path.g_a.steps)
     assert not any(isinstance(s, _SplitConv) for p in ("fp32", "mixed") if native_bf16(CPU) or p == "fp32"
                    for s in PixelPath(bundle.model.eval(), CPU, p).g_s.steps)
+    has_amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # allowed up to AMX: as the hardware says
+    assert amx_bf16(CPU) == has_amx
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held below AMX: no split, whatever the CPU
+    assert not amx_bf16(CPU)
+    assert not any(isinstance(s, _SplitConv) for s in PixelPath(bundle.model.eval(), CPU, "auto").g_s.steps)
 
 
 def test_precision_names():

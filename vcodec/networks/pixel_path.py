@@ -25,6 +25,7 @@ benchmarks/pixel_precision.py measures the plans. Inputs and outputs are float32
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
@@ -66,9 +67,15 @@ def native_bf16(device: torch.device) -> bool:
 
 def amx_bf16(device: torch.device) -> bool:
     """Whether bf16 convolutions run on AMX tiles here: 6-7x float32's speed on 720p's largest g_s layer
-    (benchmarks/gs_rounding.py --speed), where AVX512-BF16 alone gives at most 2x."""
+    (benchmarks/gs_rounding.py --speed), where AVX512-BF16 alone gives at most 2x. oneDNN must be on and not held
+    below AMX (ONEDNN_MAX_CPU_ISA): its fallbacks need not accumulate a bf16 convolution in float32."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private: an absent probe counts as no
-    return device.type == "cpu" and probe is not None and bool(probe())
+    if device.type != "cpu" or probe is None or not probe():
+        return False
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    return "AMX" in isa or isa in ("ALL", "DEFAULT")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
