@@ -13,7 +13,7 @@ GDNs' normalisation sums (a 1x1 convolution of |x|) in bf16, the rest in float32
   quantized, so its bf16 noise costs nothing measurable; g_s draws the pictures, and its bf16 noise costs up to 4 dB
   on near-black frames at 56 dB (benchmarks/README.md, "Pixel-path precision"). Of that noise, the rounding of a
   convolution's inputs and weights is what costs; the rounding of its output alone costs 0.006-0.008 dB on average
-  at q 4-7 (benchmarks/gs_rounding.py), and the split form rounds nothing else, in 24-30 instead of 29-39 ms for
+  at q 4-7 (benchmarks/gs_rounding.py), and the split form rounds nothing else, in 23-30 instead of 30-39 ms for
   720p's largest layer where AMX runs bf16 (on AVX512-BF16 alone its three times the products would be slower than
   float32).
 - `mixed`: both transforms mixed: faster decoding for that cost.
@@ -175,7 +175,7 @@ class _SubpixelConv:
 class _SplitConv:
     """A (transposed) convolution from bf16 products, as accurate as float32 but for one rounding of its output to
     bf16. x = hi + lo, hi its upper 16 bits (exactly a bf16) and lo the rest (rounded to bf16: 2^-8 of lo), and
-    W = W_hi + W_lo likewise, so x W = [hi, lo, hi] . [W_hi, W_hi, W_lo] up to lo W_lo (2^-16 of x W): one bf16
+    W = W_hi + W_lo likewise, so x W = [hi, lo, hi] . [W_hi, W_hi, W_lo] up to lo W_lo (~2^-15 of |x||W|): one bf16
     convolution over three times the input channels, accumulated in float32 (oneDNN's bf16 kernels round only the
     result). The bias goes in as b_hi there and b_lo after, in float32."""
 
