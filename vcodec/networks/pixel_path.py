@@ -113,12 +113,13 @@ class _Conv:
             # last layer, 10x80 and 13x94 pictures, 2026-12-02); such outputs are tiny, so float32 costs nothing
             return F.conv2d(x.float(), self.weight.float(), None if self.bias is None else self.bias.float(),
                             self.stride, self.padding)
-        x = x.to(self.dtype)
+        return self.run(x.to(self.dtype), self.weight, self.bias).float()
+
+    def run(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This layer's convolution with other weights of the same geometry (_SplitConv's stacked ones)."""
         if self.transposed:
-            out = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
-        else:
-            out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        return out.float()
+            return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
 
 
 class _SubpixelConv:
@@ -180,53 +181,42 @@ class _SplitConv:
     result). The bias goes in as b_hi there and b_lo after, in float32."""
 
     def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
-        self.transposed = isinstance(layer, nn.ConvTranspose2d)
-        self.float_weight = layer.weight.detach().float().contiguous(memory_format=CHANNELS_LAST)
-        outputs = self.float_weight.shape[1] if self.transposed else self.float_weight.shape[0]
-        self.macs_per_position = self.float_weight.numel()  # inputs x outputs x taps
-        self.bias = torch.zeros(outputs) if layer.bias is None else layer.bias.detach().float()
-        self.stride, self.padding = layer.stride, layer.padding
-        self.output_padding = layer.output_padding if self.transposed else None
+        self.plain = _Conv(layer, torch.float32)  # the layer as float32 runs it, and where the split does not pay
+        self.macs_per_position = self.plain.weight.numel()  # inputs x outputs x taps
         self._split: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # made on the first large input
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.float_weight  # its shape is what _out_size reads
 
     def split_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[W_hi, W_hi, W_lo] along the input channels (bf16), b_hi (bf16) and b_lo (float32, broadcastable)."""
         if self._split is None:
-            w, b = self.float_weight, self.bias
+            plain = self.plain
+            w = plain.weight
+            b = plain.bias if plain.bias is not None else w.new_zeros(w.shape[1] if plain.transposed else w.shape[0])
             w_hi = w.to(torch.bfloat16)
             w_lo = (w - w_hi.float()).to(torch.bfloat16)
-            stacked = torch.cat([w_hi, w_hi, w_lo], dim=0 if self.transposed else 1)  # the input channels' axis
+            stacked = torch.cat([w_hi, w_hi, w_lo], dim=0 if plain.transposed else 1)  # the input channels' axis
             b_hi = b.to(torch.bfloat16)
             self._split = stacked.contiguous(memory_format=CHANNELS_LAST), b_hi, (b - b_hi.float()).view(1, -1, 1, 1)
         return self._split
 
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        if self.transposed:
-            return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
-        return F.conv2d(x, weight, bias, self.stride, self.padding)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         n, c, h, w = x.shape
+        plain = self.plain
         # multiply-adds: each input position of a transposed convolution, each output position of a convolution
-        positions = h * w if self.transposed else math.prod(_out_size(x, self))
-        thin = not self.transposed and min(_out_size(x, self)) <= 1
+        positions = h * w if plain.transposed else math.prod(_out_size(x, plain))
+        thin = not plain.transposed and min(_out_size(x, plain)) <= 1
         small = n * positions * self.macs_per_position < SPLIT_MIN_MACS
         if x.requires_grad or thin or small or torch.get_num_threads() > SPLIT_MAX_THREADS:
             # gradients do not pass the bit split; one-pixel-wide outputs stay float32 as in _Conv; small layers,
             # and many threads, are faster (or not known to be slower) in float32
-            return self._conv(x, self.float_weight, self.bias)
+            return plain(x)
         weight, bias_hi, bias_lo = self.split_weights()
         parts = torch.empty((n, 3 * c, h, w), dtype=torch.bfloat16, memory_format=CHANNELS_LAST)
         hi = x.view(torch.int32).bitwise_and(-65536).view(torch.float32)  # the upper 16 bits: exact in bf16
         parts[:, :c].copy_(hi)
         parts[:, c:2 * c].copy_(x - hi)
         parts[:, 2 * c:].copy_(parts[:, :c])
-        return self._conv(parts, weight, bias_hi).float().add_(bias_lo)
+        return plain.run(parts, weight, bias_hi).float().add_(bias_lo)
 
 
 def picture_bytes(x: torch.Tensor) -> torch.Tensor:

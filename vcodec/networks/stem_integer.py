@@ -142,7 +142,7 @@ class IntegerStem:
             parts.append(self._context(anchors, where))
         plane = torch.full((1, n), round(prep.q * 2**ACT_FRAC_BITS), dtype=work)
         hidden = self.stacks["fusion"].points(torch.cat([p.to(work) for p in (*parts, plane)]), work)
-        inputs = [hidden.to(work), parts[0]] + ([pick(prep.y_prev_work)] if cfg.skip else [])
+        inputs = [hidden, parts[0]] + ([pick(prep.y_prev_work)] if cfg.skip else [])  # hidden: in `work`
         out = self.stacks["out"]
         acc = out.points(torch.cat(inputs))
         m = cfg.m
